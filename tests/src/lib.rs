@@ -19,7 +19,12 @@ pub fn workspace_root() -> PathBuf {
 pub fn sdk_dir() -> PathBuf {
     std::env::var_os("SEAM_SDK_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/sdk"))
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(|d| workspace_root().join(d))
+                .unwrap_or_else(|| workspace_root().join("target"));
+            target.join("sdk")
+        })
 }
 
 /// A collector serving on `127.0.0.1:0` for the life of the value.

@@ -32,13 +32,12 @@ pub fn locked_wasm_bindgen_version() -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines
+        if line.trim() == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
                 .next()
                 .and_then(|l| l.trim().strip_prefix("version = "))
-            {
-                return Ok(v.trim_matches('"').to_string());
-            }
+        {
+            return Ok(v.trim_matches('"').to_string());
         }
     }
     Err("Cargo.lock has no wasm-bindgen package".into())

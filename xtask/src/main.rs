@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 fn demo(extra: &[String]) -> Result<(), String> {
     install::wasm_toolchain()?;
     sdk::build_sdk()?;
-    let sdk_dir = util::root().join("target/sdk");
+    let sdk_dir = sdk::out_dir();
     let demo_dir = util::root().join("demo-site");
     let mut cmd = util::cargo();
     cmd.args([

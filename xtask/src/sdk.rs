@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// The files a site serves for the SDK; `seam.js` is the entry script.
 pub fn out_dir() -> PathBuf {
-    root().join("target/sdk")
+    util::target_dir().join("sdk")
 }
 
 /// Builds the SDK and returns its size report. Fails when the gzip total exceeds the budget.
@@ -26,8 +26,9 @@ pub fn build_sdk() -> Result<SizeReport, String> {
         "--profile",
         "wasm",
     ]))?;
-    let wasm = root.join("target/wasm32-unknown-unknown/wasm/seam_sdk.wasm");
-    let bindgen_dir = root.join("target/sdk-bindgen");
+    let target = util::target_dir();
+    let wasm = target.join("wasm32-unknown-unknown/wasm/seam_sdk.wasm");
+    let bindgen_dir = target.join("sdk-bindgen");
     let _ = std::fs::remove_dir_all(&bindgen_dir);
     run(Command::new("wasm-bindgen")
         .arg(&wasm)
