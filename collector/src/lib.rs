@@ -1,5 +1,7 @@
 //! The seam collector: HTTP API, serving the SDK and the demo site.
 
+pub mod identity;
+
 use axum::Router;
 use axum::routing::get;
 use std::path::PathBuf;
