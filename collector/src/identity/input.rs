@@ -1,0 +1,308 @@
+//! What identity resolution reads from a stored Segment message, and RFC 3339 time handling.
+
+use super::ident::{IdType, Identifier, IdentityConfig};
+use serde_json::{Map, Value};
+
+/// Orders events deterministically: event timestamp, then message ID.
+pub type EventKey = (i64, String);
+
+/// Which rule links an event's identifiers, as recorded in merge and drop logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    Identify,
+    Alias,
+    EmailOnEvent,
+    Event,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Identify => "identify",
+            Rule::Alias => "alias",
+            Rule::EmailOnEvent => "email_on_event",
+            Rule::Event => "event",
+        }
+    }
+}
+
+/// The parts of one event that identity resolution and profiles use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventInput {
+    pub message_id: String,
+    pub kind: String,
+    pub event: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// Normalised identifiers, deduplicated, sorted.
+    pub ids: Vec<Identifier>,
+    pub rule: Rule,
+    /// Traits set by this event (identify traits, or `context.traits`).
+    pub traits: Map<String, Value>,
+    pub revenue: Option<f64>,
+    pub order_id: Option<String>,
+    pub consent: Option<Map<String, Value>>,
+    pub referrer: Option<String>,
+    pub campaign: Option<Map<String, Value>>,
+    pub user_agent: Option<String>,
+    pub session: Option<String>,
+}
+
+impl EventInput {
+    pub fn key(&self) -> EventKey {
+        (self.ts, self.message_id.clone())
+    }
+
+    pub fn is_order(&self) -> bool {
+        self.event.as_deref() == Some("Order Completed")
+    }
+
+    /// Extracts what identity needs from a normalised Segment message.
+    pub fn from_message(msg: &Value, config: &IdentityConfig) -> EventInput {
+        let s = |v: Option<&Value>| -> Option<String> {
+            match v? {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }
+        };
+        let kind = s(msg.get("type")).unwrap_or_default();
+        let event = s(msg.get("event"));
+        let context = msg.get("context");
+        let ctx = |k: &str| context.and_then(|c| c.get(k));
+        let ts = msg
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .unwrap_or(0);
+
+        let mut ids = Vec::new();
+        let mut push = |kind: IdType, v: Option<String>| {
+            if let Some(id) = v.and_then(|v| config.normalise(kind, &v)) {
+                ids.push(id);
+            }
+        };
+        push(IdType::UserId, s(msg.get("userId")));
+        push(IdType::AnonymousId, s(msg.get("anonymousId")));
+        let traits_obj = msg.get("traits").and_then(Value::as_object);
+        let ctx_traits = ctx("traits").and_then(Value::as_object);
+        let props = msg.get("properties").and_then(Value::as_object);
+        let mut emails = 0;
+        for src in [traits_obj, ctx_traits, props].into_iter().flatten() {
+            if src.get("email").is_some() {
+                emails += 1;
+            }
+            push(IdType::Email, s(src.get("email")));
+            push(IdType::Phone, s(src.get("phone")));
+        }
+        if kind == "alias" {
+            let prev = s(msg.get("previousId"));
+            // The Segment spec does not type previousId; it is usually the pre-login anonymous ID.
+            push(IdType::AnonymousId, prev);
+        }
+        if let Some(Value::Array(ext)) = ctx("externalIds") {
+            for e in ext {
+                let (Some(t), Some(v)) = (s(e.get("type")), s(e.get("id"))) else {
+                    continue;
+                };
+                if let Ok(kind) = IdType::parse(&t.to_lowercase()) {
+                    push(kind, Some(v));
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+
+        let rule = match kind.as_str() {
+            "identify" => Rule::Identify,
+            "alias" => Rule::Alias,
+            _ if emails > 0 => Rule::EmailOnEvent,
+            _ => Rule::Event,
+        };
+        let mut traits = Map::new();
+        if let Some(t) = ctx_traits {
+            traits.extend(t.clone());
+        }
+        if kind == "identify"
+            && let Some(t) = traits_obj
+        {
+            traits.extend(t.clone());
+        }
+        let num = |v: Option<&Value>| -> Option<f64> {
+            match v? {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        };
+        let (revenue, order_id) = match props {
+            Some(p) if event.as_deref() == Some("Order Completed") => (
+                num(p.get("revenue")).or_else(|| num(p.get("total"))),
+                s(p.get("order_id")),
+            ),
+            _ => (None, None),
+        };
+        let consent = ctx("consent")
+            .and_then(|c| c.get("categoryPreferences"))
+            .and_then(Value::as_object)
+            .cloned();
+        let session = ctx("session").and_then(|v| match v {
+            Value::Object(o) => s(o.get("id")),
+            other => s(Some(other)),
+        });
+        EventInput {
+            message_id: s(msg.get("messageId")).unwrap_or_default(),
+            kind,
+            event,
+            ts,
+            ids,
+            rule,
+            traits,
+            revenue: revenue.filter(|r| r.is_finite()),
+            order_id,
+            consent,
+            referrer: s(ctx("page").and_then(|p| p.get("referrer"))).filter(|r| !r.is_empty()),
+            campaign: ctx("campaign").and_then(Value::as_object).cloned(),
+            user_agent: s(ctx("userAgent")),
+            session,
+        }
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// Parses RFC 3339 (`2026-11-23T10:00:00.123Z`, offsets allowed) to Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d, h, mi, sec) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                ms = ms * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        for _ in (i - start)..3 {
+            ms *= 10;
+        }
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if b.len() == i + 6 => {
+            let oh = n(i + 1..i + 3)?;
+            let om = n(i + 4..i + 6)?;
+            let o = oh * 60 + om;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    Some(secs * 1000 + ms)
+}
+
+/// Formats Unix milliseconds as `2026-11-23T10:00:00.123Z`.
+pub fn format_rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timestamps_round_trip_and_offsets_are_applied() {
+        let t = parse_rfc3339("2026-11-23T10:00:00.123Z").unwrap();
+        assert_eq!(format_rfc3339(t), "2026-11-23T10:00:00.123Z");
+        assert_eq!(parse_rfc3339("2026-11-23T11:00:00.123+01:00"), Some(t));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn guest_checkout_links_anonymous_id_and_email_with_revenue() {
+        let msg = json!({
+            "type": "track", "event": "Order Completed", "messageId": "m1",
+            "anonymousId": "a-1", "timestamp": "2026-11-23T10:00:00.000Z",
+            "properties": {"email": " Guest@Shop.Example ", "total": "59.90", "order_id": "o-9"},
+            "context": {"userAgent": "UA", "consent": {"categoryPreferences": {"analytics": true}}}
+        });
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        assert_eq!(e.rule, Rule::EmailOnEvent);
+        let ids: Vec<String> = e.ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ids, ["email:guest@shop.example", "anonymous_id:a-1"]);
+        assert_eq!(e.revenue, Some(59.9));
+        assert_eq!(e.order_id.as_deref(), Some("o-9"));
+        assert!(e.consent.is_some());
+    }
+
+    #[test]
+    fn blocked_user_ids_and_external_ids_are_read() {
+        let msg = json!({
+            "type": "identify", "messageId": "m2", "userId": "undefined", "anonymousId": "a-2",
+            "traits": {"email": "x@y.z", "name": "X"},
+            "context": {"externalIds": [{"type": "crm_id", "id": "C-1", "collection": "users"}]}
+        });
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        let ids: Vec<String> = e.ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ids, ["email:x@y.z", "anonymous_id:a-2", "crm_id:C-1"]);
+        assert_eq!(e.traits.get("name"), Some(&json!("X")));
+    }
+}

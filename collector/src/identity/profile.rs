@@ -1,0 +1,346 @@
+//! Profile aggregates: traits, first-touch values, computed traits, consent, devices and RFM.
+//!
+//! Every aggregate combines commutatively (last write wins by event key, set-once by earliest
+//! key, sums, minima, maxima), so a profile is the same whatever order its events arrived in.
+
+use super::input::{EventInput, EventKey, format_rfc3339};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// What a set of events contributes to a profile.
+#[derive(Clone, Debug, Default)]
+pub struct Aggregate {
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    pub event_count: u64,
+    pub page_views: u64,
+    pub sessions: BTreeSet<String>,
+    /// Order ID (or message ID when none) → (timestamp, revenue).
+    pub orders: BTreeMap<String, (i64, f64)>,
+    pub traits: HashMap<String, (EventKey, Value)>,
+    pub first_touch: HashMap<String, (EventKey, Value)>,
+    pub consent: BTreeMap<EventKey, Arc<Map<String, Value>>>,
+    pub devices: HashMap<String, (i64, i64)>,
+}
+
+fn lww(
+    map: &mut HashMap<String, (EventKey, Value)>,
+    k: &str,
+    key: &EventKey,
+    v: Value,
+    newest: bool,
+) {
+    match map.get_mut(k) {
+        Some(cur) if (newest && cur.0 >= *key) || (!newest && cur.0 <= *key) => {}
+        Some(cur) => *cur = (key.clone(), v),
+        None => {
+            map.insert(k.to_string(), (key.clone(), v));
+        }
+    }
+}
+
+fn span(a: &mut (i64, i64), first: i64, last: i64) {
+    a.0 = a.0.min(first);
+    a.1 = a.1.max(last);
+}
+
+impl Aggregate {
+    pub fn add(&mut self, e: &EventInput, interner: &mut ConsentInterner) {
+        let key = e.key();
+        self.first_seen = Some(self.first_seen.map_or(e.ts, |t| t.min(e.ts)));
+        self.last_seen = Some(self.last_seen.map_or(e.ts, |t| t.max(e.ts)));
+        self.event_count += 1;
+        if e.kind == "page" {
+            self.page_views += 1;
+        }
+        if let Some(s) = &e.session {
+            self.sessions.insert(s.clone());
+        }
+        if e.is_order() {
+            let id = e.order_id.clone().unwrap_or_else(|| e.message_id.clone());
+            self.orders.insert(id, (e.ts, e.revenue.unwrap_or(0.0)));
+        }
+        for (k, v) in &e.traits {
+            lww(&mut self.traits, k, &key, v.clone(), true);
+        }
+        if let Some(r) = &e.referrer {
+            lww(
+                &mut self.first_touch,
+                "initial_referrer",
+                &key,
+                json!(r),
+                false,
+            );
+        }
+        if let Some(c) = &e.campaign {
+            for (from, to) in [
+                ("source", "utm_source"),
+                ("name", "utm_campaign"),
+                ("medium", "utm_medium"),
+                ("term", "utm_term"),
+                ("content", "utm_content"),
+            ] {
+                if let Some(v) = c.get(from).filter(|v| !v.is_null()) {
+                    lww(&mut self.first_touch, to, &key, v.clone(), false);
+                }
+            }
+        }
+        if let Some(c) = &e.consent {
+            self.consent.insert(key, interner.intern(c));
+        }
+        if let Some(ua) = &e.user_agent {
+            span(
+                self.devices.entry(ua.clone()).or_insert((e.ts, e.ts)),
+                e.ts,
+                e.ts,
+            );
+        }
+    }
+
+    pub fn merge(&mut self, o: &Aggregate) {
+        self.first_seen = match (self.first_seen, o.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_seen = self.last_seen.max(o.last_seen);
+        self.event_count += o.event_count;
+        self.page_views += o.page_views;
+        self.sessions.extend(o.sessions.iter().cloned());
+        for (k, v) in &o.orders {
+            self.orders.insert(k.clone(), *v);
+        }
+        for (k, (key, v)) in &o.traits {
+            lww(&mut self.traits, k, key, v.clone(), true);
+        }
+        for (k, (key, v)) in &o.first_touch {
+            lww(&mut self.first_touch, k, key, v.clone(), false);
+        }
+        for (k, v) in &o.consent {
+            self.consent.insert(k.clone(), v.clone());
+        }
+        for (ua, (f, l)) in &o.devices {
+            span(self.devices.entry(ua.clone()).or_insert((*f, *l)), *f, *l);
+        }
+    }
+
+    pub fn order_stats(&self) -> Option<OrderStats> {
+        let last = self.orders.values().map(|o| o.0).max()?;
+        Some(OrderStats {
+            last_order_at: last,
+            orders: self.orders.len() as u64,
+            revenue: self.orders.values().map(|o| o.1).sum(),
+        })
+    }
+
+    pub fn traits_json(&self) -> Value {
+        let mut keys: Vec<_> = self.traits.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        Value::Object(
+            keys.into_iter()
+                .map(|(k, (_, v))| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn first_touch_json(&self) -> Value {
+        let mut keys: Vec<_> = self.first_touch.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        Value::Object(
+            keys.into_iter()
+                .map(|(k, (_, v))| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    pub fn computed_json(&self, rfm: Option<Rfm>) -> Value {
+        let stats = self.order_stats();
+        let revenue = stats.map_or(0.0, |s| s.revenue);
+        let orders = stats.map_or(0, |s| s.orders);
+        json!({
+            "first_seen": self.first_seen.map(format_rfc3339),
+            "last_seen": self.last_seen.map(format_rfc3339),
+            "event_count": self.event_count,
+            "page_views": self.page_views,
+            "sessions": self.sessions.len(),
+            "orders": orders,
+            "total_revenue": round2(revenue),
+            "average_order_value": if orders > 0 { json!(round2(revenue / orders as f64)) } else { Value::Null },
+            "last_order_at": stats.map(|s| format_rfc3339(s.last_order_at)),
+            "rfm": rfm.map(|r| json!({
+                "recency": r.recency, "frequency": r.frequency, "monetary": r.monetary,
+                "segment": r.segment(),
+            })),
+        })
+    }
+
+    /// Latest state per category, and the history of changes (repeats of the same state folded).
+    pub fn consent_json(&self) -> Value {
+        let mut categories: BTreeMap<&String, &Value> = BTreeMap::new();
+        let mut history = Vec::new();
+        let mut prev: Option<&Arc<Map<String, Value>>> = None;
+        let mut updated = None;
+        for ((ts, mid), c) in &self.consent {
+            for (k, v) in c.iter() {
+                categories.insert(k, v);
+            }
+            if prev.is_none_or(|p| p != c) {
+                history
+                    .push(json!({"at": format_rfc3339(*ts), "message_id": mid, "categories": **c}));
+                updated = Some(*ts);
+            }
+            prev = Some(c);
+        }
+        json!({
+            "categories": categories,
+            "updated_at": updated.map(format_rfc3339),
+            "history": history,
+        })
+    }
+
+    pub fn devices_json(&self) -> Value {
+        let mut d: Vec<_> = self.devices.iter().collect();
+        d.sort_by(|a, b| (a.1.0, a.0).cmp(&(b.1.0, b.0)));
+        Value::Array(
+            d.into_iter()
+                .map(|(ua, (f, l))| {
+                    json!({"user_agent": ua, "first_seen": format_rfc3339(*f), "last_seen": format_rfc3339(*l)})
+                })
+                .collect(),
+        )
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Consent states repeat on almost every event; keep one copy of each.
+#[derive(Default, Debug)]
+pub struct ConsentInterner(HashMap<String, Arc<Map<String, Value>>>);
+
+impl ConsentInterner {
+    pub fn intern(&mut self, m: &Map<String, Value>) -> Arc<Map<String, Value>> {
+        let k = Value::Object(m.clone()).to_string();
+        self.0
+            .entry(k)
+            .or_insert_with(|| Arc::new(m.clone()))
+            .clone()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OrderStats {
+    pub last_order_at: i64,
+    pub orders: u64,
+    pub revenue: f64,
+}
+
+/// Recency, frequency and monetary scores, 1–5 by quintile across profiles with orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfm {
+    pub recency: u8,
+    pub frequency: u8,
+    pub monetary: u8,
+}
+
+impl Rfm {
+    /// The usual RFM segment names, chosen by recency and the mean of frequency and monetary.
+    pub fn segment(&self) -> &'static str {
+        let r = self.recency;
+        let fm = (self.frequency + self.monetary).div_ceil(2);
+        match (r, fm) {
+            (4..=5, 4..=5) => "champions",
+            (3..=5, 3..=5) => "loyal",
+            (4..=5, 1) => "new_customers",
+            (3..=5, _) => "potential_loyalists",
+            (1..=2, 4..=5) => "cannot_lose_them",
+            (1..=2, 3) => "at_risk",
+            (2, _) => "hibernating",
+            _ => "lost",
+        }
+    }
+}
+
+/// Sorted order statistics of every profile with orders; scores are ranks within them.
+#[derive(Default, Debug, Clone)]
+pub struct RfmTable {
+    last_order: Vec<i64>,
+    orders: Vec<u64>,
+    revenue: Vec<f64>,
+}
+
+fn quintile<T: PartialOrd>(sorted: &[T], v: &T) -> u8 {
+    if sorted.is_empty() {
+        return 3;
+    }
+    let below = sorted.partition_point(|x| x < v);
+    (1 + (5 * below) / sorted.len()).min(5) as u8
+}
+
+impl RfmTable {
+    pub fn build(stats: impl Iterator<Item = OrderStats>) -> RfmTable {
+        let mut t = RfmTable::default();
+        for s in stats {
+            t.last_order.push(s.last_order_at);
+            t.orders.push(s.orders);
+            t.revenue.push(s.revenue);
+        }
+        t.last_order.sort_unstable();
+        t.orders.sort_unstable();
+        t.revenue.sort_unstable_by(f64::total_cmp);
+        t
+    }
+
+    pub fn score(&self, s: &OrderStats) -> Rfm {
+        Rfm {
+            recency: quintile(&self.last_order, &s.last_order_at),
+            frequency: quintile(&self.orders, &s.orders),
+            monetary: quintile(&self.revenue, &s.revenue),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(last: i64, orders: u64, revenue: f64) -> OrderStats {
+        OrderStats {
+            last_order_at: last,
+            orders,
+            revenue,
+        }
+    }
+
+    #[test]
+    fn rfm_scores_are_quintiles_across_customers() {
+        let all: Vec<_> = (0..10)
+            .map(|i| stats(i, i as u64 + 1, 10.0 * i as f64))
+            .collect();
+        let t = RfmTable::build(all.iter().copied());
+        let best = t.score(&all[9]);
+        assert_eq!((best.recency, best.frequency, best.monetary), (5, 5, 5));
+        assert_eq!(best.segment(), "champions");
+        let worst = t.score(&all[0]);
+        assert_eq!((worst.recency, worst.frequency, worst.monetary), (1, 1, 1));
+        assert_eq!(worst.segment(), "lost");
+        assert_eq!(t.score(&all[4]).recency, 3);
+    }
+
+    #[test]
+    fn lapsed_big_spender_is_at_risk_or_cannot_lose() {
+        let r = Rfm {
+            recency: 1,
+            frequency: 5,
+            monetary: 5,
+        };
+        assert_eq!(r.segment(), "cannot_lose_them");
+        let r = Rfm {
+            recency: 2,
+            frequency: 3,
+            monetary: 3,
+        };
+        assert_eq!(r.segment(), "at_risk");
+    }
+}
