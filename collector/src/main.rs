@@ -1,14 +1,15 @@
-//! The `seam` binary: parse config, init tracing, bind, run.
+//! The `seam` binary: parse config, init tracing, open the store, bind, run.
 
-use clap::{Args, Parser, Subcommand};
-use seam_collector::AppState;
+use clap::{Parser, Subcommand};
+use seam_collector::{AppState, Config};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "seam",
     version,
-    about = "seam customer data platform collector"
+    about = "seam customer data platform collector (Segment HTTP tracking API)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,44 +19,111 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector.
-    Serve(ServeArgs),
-    /// Run the collector with the demo storefront and profile viewer.
-    Demo(ServeArgs),
+    Serve(Config),
+    /// Run the collector with the demo storefront and profile viewer: creates the data dir,
+    /// accepts the write key `demo-write-key`, and makes up an admin token unless given one.
+    Demo(Config),
 }
 
-#[derive(Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SEAM_ADDR", default_value = "127.0.0.1:8080")]
-    addr: String,
-    /// Directory of the built SDK, served under /sdk/.
-    #[arg(long, env = "SEAM_SDK_DIR", default_value = "target/sdk")]
-    sdk_dir: PathBuf,
-    /// Directory of the demo storefront (demo mode).
-    #[arg(long, env = "SEAM_SITE_DIR", default_value = "demo-site")]
-    site_dir: PathBuf,
-}
+/// The write key the demo storefront pages use.
+const DEMO_WRITE_KEY: &str = "demo-write-key";
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cli = Cli::parse();
-    let (args, demo) = match cli.command {
-        Command::Serve(a) => (a, false),
-        Command::Demo(a) => (a, true),
+    let (mut config, demo) = match Cli::parse().command {
+        Command::Serve(c) => (c, false),
+        Command::Demo(c) => (c, true),
     };
-    let listener = tokio::net::TcpListener::bind(&args.addr).await?;
-    let state = AppState {
-        sdk_dir: Some(args.sdk_dir),
-        site_dir: demo.then_some(args.site_dir),
+    if demo {
+        if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+            eprintln!(
+                "seam: --data-dir {}: cannot create: {e}",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        config.write_keys.push(DEMO_WRITE_KEY.into());
+        config
+            .admin_token
+            .get_or_insert_with(seam_collector::auth::random_token);
+        config
+            .site_dir
+            .get_or_insert_with(|| PathBuf::from("demo-site"));
+    }
+    let state = match AppState::open(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("seam: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    tracing::info!(addr = %listener.local_addr()?, demo, "Listening.");
-    seam_collector::run(listener, state, async {
+    if state.sources.is_empty() {
+        tracing::warn!(
+            "No write key configured (--write-key, SEAM_WRITE_KEYS or --config): every event will be refused."
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(&config.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("seam: --addr {}: cannot listen: {e}", config.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(addr = %addr, demo, data_dir = %config.data_dir.display(), "Listening.");
+    if demo {
+        println!("seam demo is running");
+        println!("  storefront:     http://{addr}/");
+        println!("  profile viewer: http://{addr}/profiles/");
+        println!("  write key:      {DEMO_WRITE_KEY}");
+        println!(
+            "  admin token:    {}",
+            config.admin_token.as_deref().unwrap_or_default()
+        );
+    }
+    let store = state.store.clone();
+    let served = seam_collector::run(listener, state, shutdown_signal()).await;
+    // Every answered request is already durable; this waits for the writer to go idle.
+    drop(store);
+    match served {
+        Ok(()) => {
+            tracing::info!("Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("seam: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("Shutting down: finishing in-flight requests.");
 }

@@ -1,6 +1,6 @@
 //! The built SDK loads in headless Chromium from the collector's `/sdk/` route.
 
-use seam_e2e::{Browser, TestServer, sdk_dir, workspace_root};
+use seam_e2e::{Browser, TempDir, TestServer, sdk_dir, workspace_root};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -10,11 +10,12 @@ async fn storefront_page_loads_the_wasm_sdk_from_the_collector() {
         "no SDK at {}; run `cargo xtask build-sdk`",
         sdk_dir().display()
     );
-    let server = TestServer::start(seam_collector::AppState {
-        sdk_dir: Some(sdk_dir()),
-        site_dir: Some(workspace_root().join("tests/fixtures/pages")),
-    })
-    .await;
+    let data_dir = TempDir::new("sdk-loads-data");
+    let mut config = seam_collector::Config::new(&data_dir.path);
+    config.sdk_dir = sdk_dir();
+    config.site_dir = Some(workspace_root().join("tests/fixtures/pages"));
+    let state = seam_collector::AppState::open(&config).expect("open the collector");
+    let server = TestServer::start(state).await;
     let browser = Browser::launch().await;
     browser
         .client

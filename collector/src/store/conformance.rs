@@ -1,0 +1,382 @@
+//! The conformance suite every storage engine runs: an engine that passes it is
+//! interchangeable with the others. Call [`run`] from the engine's tests with a function that
+//! opens the engine on a directory (engines that ignore the directory may use it as a key).
+
+use super::{Appended, FailedEvent, Identifiers, NewEvent, PageRequest, Store, Write};
+use serde_json::{Map, json};
+use std::path::{Path, PathBuf};
+
+/// Opens an engine whose data lives in (or is keyed by) the given directory.
+pub type Open<'a> = &'a dyn Fn(&Path) -> Box<dyn Store>;
+
+/// Runs every check; panics with the name of the first that fails.
+pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
+    let open: Open<'_> = &open;
+    appended_events_get_growing_seqs_and_reach_subscribers_after_commit(open).await;
+    a_retried_message_is_stored_once_per_write_key(open).await;
+    events_and_dedup_survive_reopening(open).await;
+    timeline_reads_newest_first_across_identifiers_with_cursor(open).await;
+    replay_reads_everything_after_a_seq_in_order(open).await;
+    erasure_deletes_every_event_of_the_identifiers(open).await;
+    failed_messages_are_kept_and_listed_newest_first(open).await;
+    a_malformed_cursor_is_an_error(open).await;
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "seam-{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A normalised track event as the ingestion path would build it.
+pub fn event(
+    write_key: &str,
+    message_id: &str,
+    user: Option<&str>,
+    anon: Option<&str>,
+) -> NewEvent {
+    let mut m = Map::new();
+    m.insert("type".into(), json!("track"));
+    m.insert("event".into(), json!("Product Viewed"));
+    m.insert("messageId".into(), json!(message_id));
+    if let Some(u) = user {
+        m.insert("userId".into(), json!(u));
+    }
+    if let Some(a) = anon {
+        m.insert("anonymousId".into(), json!(a));
+    }
+    m.insert(
+        "properties".into(),
+        json!({"sku": "42", "note": "ü \"quoted\""}),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    NewEvent::new(write_key, now, m)
+}
+
+fn write(events: Vec<NewEvent>) -> Write {
+    Write {
+        events,
+        failed: Vec::new(),
+    }
+}
+
+fn seqs(appended: &[Appended]) -> Vec<u64> {
+    appended
+        .iter()
+        .map(|a| match a {
+            Appended::Stored { seq } => *seq,
+            Appended::Duplicate => panic!("unexpected duplicate in {appended:?}"),
+        })
+        .collect()
+}
+
+async fn appended_events_get_growing_seqs_and_reach_subscribers_after_commit(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let mut sub = store.subscribe();
+    let a = seqs(
+        &store
+            .append(write(vec![
+                event("k", "m1", Some("u1"), None),
+                event("k", "m2", None, Some("a1")),
+            ]))
+            .await
+            .expect("append"),
+    );
+    let b = seqs(
+        &store
+            .append(write(vec![event("k", "m3", Some("u1"), None)]))
+            .await
+            .expect("append"),
+    );
+    assert!(a[0] < a[1] && a[1] < b[0], "seqs must grow: {a:?} {b:?}");
+
+    // Delivered by the time the append resolved, in commit order, with `seq` in the message.
+    let mut got = Vec::new();
+    while let Ok(batch) = sub.try_recv() {
+        got.extend(batch.iter().cloned());
+    }
+    assert_eq!(
+        got.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [a[0], a[1], b[0]]
+    );
+    assert_eq!(got[0].message["seq"], json!(a[0]));
+    assert_eq!(got[0].message_id(), Some("m1"));
+    assert_eq!(got[1].anonymous_id(), Some("a1"));
+    assert_eq!(got[0].message["properties"]["note"], json!("ü \"quoted\""));
+    assert_eq!(got[0].write_key, "k");
+    assert_eq!(store.stats().events, 3);
+}
+
+async fn a_retried_message_is_stored_once_per_write_key(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let first = store
+        .append(write(vec![
+            event("k", "m1", Some("u"), None),
+            event("k", "m1", Some("u"), None),
+        ]))
+        .await
+        .expect("append");
+    assert!(matches!(first[0], Appended::Stored { .. }));
+    assert_eq!(first[1], Appended::Duplicate, "same batch");
+    let again = store
+        .append(write(vec![
+            event("k", "m1", Some("u"), None),
+            event("other", "m1", Some("u"), None),
+        ]))
+        .await
+        .expect("append");
+    assert_eq!(again[0], Appended::Duplicate, "retry");
+    assert!(
+        matches!(again[1], Appended::Stored { .. }),
+        "another write key is another source"
+    );
+    let ids = Identifiers {
+        user_ids: vec!["u".into()],
+        anonymous_ids: vec![],
+    };
+    let page = store
+        .events_for(&ids, PageRequest::default())
+        .await
+        .expect("read");
+    assert_eq!(page.items.len(), 2);
+}
+
+async fn events_and_dedup_survive_reopening(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let before = {
+        let store = open(&dir.0);
+        seqs(
+            &store
+                .append(write(vec![event("k", "m1", Some("u"), None)]))
+                .await
+                .expect("append"),
+        )
+    };
+    let store = open(&dir.0);
+    let again = store
+        .append(write(vec![
+            event("k", "m1", Some("u"), None),
+            event("k", "m2", Some("u"), None),
+        ]))
+        .await
+        .expect("append");
+    assert_eq!(
+        again[0],
+        Appended::Duplicate,
+        "dedup must survive a restart"
+    );
+    let after = seqs(&again[1..]);
+    assert!(after[0] > before[0], "seq keeps growing after restart");
+    let all = store.events_after(0, 100).await.expect("replay");
+    assert_eq!(
+        all.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        [Some("m1"), Some("m2")]
+    );
+    assert_eq!(store.stats().events, 2);
+}
+
+async fn timeline_reads_newest_first_across_identifiers_with_cursor(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let (u, a) = match i % 3 {
+            0 => (Some("u1"), None),
+            1 => (None, Some("a1")),
+            _ => (Some("u1"), Some("a1")),
+        };
+        let s = seqs(
+            &store
+                .append(write(vec![event("k", &format!("m{i}"), u, a)]))
+                .await
+                .expect("append"),
+        );
+        expected.push(s[0]);
+        // Noise that must not show up.
+        store
+            .append(write(vec![event(
+                "k",
+                &format!("n{i}"),
+                Some("u2"),
+                Some("a2"),
+            )]))
+            .await
+            .expect("append");
+    }
+    expected.reverse();
+    let ids = Identifiers {
+        user_ids: vec!["u1".into()],
+        anonymous_ids: vec!["a1".into()],
+    };
+    let mut got = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .events_for(
+                &ids,
+                PageRequest {
+                    limit: 3,
+                    cursor: cursor.clone(),
+                },
+            )
+            .await
+            .expect("page");
+        assert!(page.items.len() <= 3);
+        got.extend(page.items.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(got, expected, "newest first, each once, nothing else");
+    let none = store
+        .events_for(
+            &Identifiers {
+                user_ids: vec!["nobody".into()],
+                anonymous_ids: vec![],
+            },
+            PageRequest::default(),
+        )
+        .await
+        .expect("read");
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
+}
+
+async fn replay_reads_everything_after_a_seq_in_order(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let batch: Vec<NewEvent> = (0..10)
+        .map(|i| event("k", &format!("m{i}"), Some("u"), None))
+        .collect();
+    let s = seqs(&store.append(write(batch)).await.expect("append"));
+    let tail = store.events_after(s[3], 4).await.expect("replay");
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        s[4..8].to_vec()
+    );
+    assert_eq!(tail[0].message["messageId"], json!("m4"));
+    assert!(
+        store
+            .events_after(s[9], 10)
+            .await
+            .expect("replay")
+            .is_empty()
+    );
+}
+
+async fn erasure_deletes_every_event_of_the_identifiers(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    store
+        .append(write(vec![
+            event("k", "m1", Some("u1"), None),
+            event("k", "m2", None, Some("a1")),
+            event("k", "m3", Some("u1"), Some("a1")),
+            event("k", "m4", Some("u2"), None),
+        ]))
+        .await
+        .expect("append");
+    let ids = Identifiers {
+        user_ids: vec!["u1".into()],
+        anonymous_ids: vec!["a1".into()],
+    };
+    assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 3);
+    assert!(
+        store
+            .events_for(&ids, PageRequest::default())
+            .await
+            .expect("read")
+            .items
+            .is_empty()
+    );
+    let left = store.events_after(0, 100).await.expect("replay");
+    assert_eq!(
+        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        [Some("m4")]
+    );
+    assert_eq!(store.stats().events, 1);
+    assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 0);
+}
+
+async fn failed_messages_are_kept_and_listed_newest_first(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let failed = |i: u32| FailedEvent {
+        id: 0,
+        received_at: "2026-11-23T10:00:00.000Z".into(),
+        write_key: "k".into(),
+        code: "missing_event".into(),
+        message: format!("message {i}: track without `event`"),
+        raw: format!("{{\"type\":\"track\",\"n\":{i}}}"),
+    };
+    let out = store
+        .append(Write {
+            events: vec![event("k", "ok", Some("u"), None)],
+            failed: vec![failed(0), failed(1), failed(2)],
+        })
+        .await
+        .expect("append");
+    assert_eq!(out.len(), 1);
+    let first = store
+        .failed(PageRequest {
+            limit: 2,
+            cursor: None,
+        })
+        .await
+        .expect("list");
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.items[0].raw, "{\"type\":\"track\",\"n\":2}");
+    assert!(first.items[0].id > first.items[1].id);
+    let rest = store
+        .failed(PageRequest {
+            limit: 2,
+            cursor: first.next_cursor,
+        })
+        .await
+        .expect("list");
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].code, "missing_event");
+    assert!(rest.next_cursor.is_none());
+}
+
+async fn a_malformed_cursor_is_an_error(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let ids = Identifiers {
+        user_ids: vec!["u".into()],
+        anonymous_ids: vec![],
+    };
+    let err = store
+        .events_for(
+            &ids,
+            PageRequest {
+                limit: 10,
+                cursor: Some("not-a-cursor".into()),
+            },
+        )
+        .await
+        .expect_err("must fail");
+    assert!(err.to_string().contains("not-a-cursor"), "{err}");
+}

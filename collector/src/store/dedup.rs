@@ -1,0 +1,176 @@
+//! The in-memory index of recent `(write key, messageId)` fingerprints that makes deduplication
+//! cost no random-key B-tree on disk.
+//!
+//! A fingerprint is 64 bits (collision odds about n / 2^64 per message). Each fingerprint is
+//! also stored in its event's row, so the index is rebuilt at start-up from the newest rows.
+//! Memory is about 8 bytes per fingerprint: recent inserts go to a small hash set that is
+//! merged, once it reaches an eighth of the sorted run of its time slot, into that sorted run.
+//! Slots older than the window are dropped whole.
+
+use std::collections::{HashSet, VecDeque};
+
+/// How long a `messageId` is remembered (the contract promises at least 24 hours).
+pub const WINDOW_MS: i64 = 48 * 3600 * 1000;
+const SLOT_MS: i64 = 4 * 3600 * 1000;
+const MIN_MERGE: usize = 16 * 1024;
+
+/// The fingerprint of a message: FNV-1a over the write key, a separator and the message ID,
+/// finished with the SplitMix64 mixer. Stable across releases because it is stored on disk.
+pub fn fingerprint(write_key: &str, message_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in write_key
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(message_id.as_bytes())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+struct Slot {
+    /// Start of the slot, ms since the epoch.
+    start: i64,
+    sorted: Vec<u64>,
+    recent: HashSet<u64>,
+}
+
+impl Slot {
+    fn contains(&self, fp: u64) -> bool {
+        self.recent.contains(&fp) || self.sorted.binary_search(&fp).is_ok()
+    }
+
+    fn merge_recent(&mut self) {
+        let mut add: Vec<u64> = self.recent.drain().collect();
+        add.sort_unstable();
+        // Merge from the back in place, so memory stays one array plus the small set.
+        let old_len = self.sorted.len();
+        self.sorted.resize(old_len + add.len(), 0);
+        let (mut i, mut j, mut k) = (old_len, add.len(), self.sorted.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1] > add[j - 1] {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = add[j - 1];
+                j -= 1;
+            }
+        }
+        self.recent.shrink_to(MIN_MERGE);
+    }
+}
+
+/// Recent fingerprints by time slot.
+#[derive(Default)]
+pub struct DedupIndex {
+    slots: VecDeque<Slot>,
+    len: usize,
+}
+
+impl DedupIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn contains(&self, fp: u64) -> bool {
+        self.slots.iter().any(|s| s.contains(fp))
+    }
+
+    /// Records a fingerprint seen at `at_ms`. Times may arrive out of order (start-up replays
+    /// newest first); each goes to its own slot.
+    pub fn insert(&mut self, fp: u64, at_ms: i64) {
+        let start = at_ms - at_ms.rem_euclid(SLOT_MS);
+        let pos = match self.slots.iter().position(|s| s.start == start) {
+            Some(p) => p,
+            None => {
+                let p = self.slots.partition_point(|s| s.start < start);
+                self.slots.insert(
+                    p,
+                    Slot {
+                        start,
+                        sorted: Vec::new(),
+                        recent: HashSet::new(),
+                    },
+                );
+                p
+            }
+        };
+        let slot = &mut self.slots[pos];
+        if slot.recent.insert(fp) {
+            self.len += 1;
+        }
+        if slot.recent.len() >= MIN_MERGE.max(slot.sorted.len() / 8) {
+            slot.merge_recent();
+        }
+    }
+
+    /// Forgets slots that ended before the window that ends at `now_ms`.
+    pub fn expire(&mut self, now_ms: i64) {
+        while let Some(front) = self.slots.front() {
+            if front.start + SLOT_MS >= now_ms - WINDOW_MS {
+                break;
+            }
+            let gone = self.slots.pop_front().expect("front exists");
+            self.len -= gone.sorted.len() + gone.recent.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retried_message_is_recognised_and_other_sources_are_not_confused() {
+        let mut index = DedupIndex::new();
+        let fp = fingerprint("key-a", "m-1");
+        index.insert(fp, 1_000);
+        assert!(index.contains(fingerprint("key-a", "m-1")));
+        assert!(!index.contains(fingerprint("key-b", "m-1")));
+        assert!(!index.contains(fingerprint("key-a", "m-2")));
+        // The separator keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+    }
+
+    #[test]
+    fn fingerprints_survive_merges_into_the_sorted_run() {
+        let mut index = DedupIndex::new();
+        let n = MIN_MERGE as u64 * 5 + 7;
+        for i in 0..n {
+            index.insert(fingerprint("k", &i.to_string()), 10_000 + i as i64);
+        }
+        assert_eq!(index.len(), n as usize);
+        for i in 0..n {
+            assert!(index.contains(fingerprint("k", &i.to_string())), "lost {i}");
+        }
+        assert!(!index.contains(fingerprint("k", "absent")));
+    }
+
+    #[test]
+    fn messages_older_than_the_window_are_forgotten() {
+        let mut index = DedupIndex::new();
+        let day = 24 * 3600 * 1000;
+        index.insert(fingerprint("k", "old"), 0);
+        index.insert(fingerprint("k", "new"), 3 * day);
+        index.expire(3 * day + 1);
+        assert!(!index.contains(fingerprint("k", "old")));
+        assert!(index.contains(fingerprint("k", "new")));
+        // Still remembered a full day later.
+        index.expire(4 * day);
+        assert!(index.contains(fingerprint("k", "new")));
+        assert_eq!(index.len(), 1);
+    }
+}

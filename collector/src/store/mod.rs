@@ -1,0 +1,271 @@
+//! Durable event storage: the `Store` trait every engine implements, the types it speaks, and
+//! the bus that hands committed events to subscribers.
+//!
+//! # Integration surface (identity resolution and profiles use these)
+//!
+//! - [`Store::subscribe`] returns a [`tokio::sync::broadcast::Receiver`] of
+//!   [`CommittedBatch`]es. A batch is sent only after its transaction is durable, in commit
+//!   order, so `seq` only grows. It is sent by the writer, never by the HTTP request, so a slow
+//!   subscriber never delays an acknowledgement. The channel is bounded: a subscriber that falls
+//!   behind gets `RecvError::Lagged` and catches up with [`Store::events_after`] from the last
+//!   `seq` it saw. At start-up, subscribe first, then replay with `events_after(0 or your
+//!   checkpoint)`, then skip live events whose `seq` you already replayed.
+//! - [`Store::events_for`]: the events of a set of user IDs / anonymous IDs, newest first, one
+//!   page at a time ([`PageRequest`] / [`Page`] with an opaque cursor).
+//! - [`Store::events_after`]: every event with `seq` greater than a given one, oldest first.
+//! - [`Store::delete_events_for`]: erasure; removes the events of a set of identifiers and
+//!   returns how many went.
+//!
+//! An engine passes [`conformance`] to be interchangeable with the others.
+
+pub mod conformance;
+pub mod dedup;
+pub mod sqlite;
+
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// A boxed future, so the trait can be used as `Arc<dyn Store>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An event as stored: the store's key plus the normalised Segment message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The store's time-ordered key: it grows with every commit; also `message["seq"]`.
+    pub seq: u64,
+    /// The write key (source) the event came in with.
+    pub write_key: String,
+    /// The normalised message as in docs/api.md "Event (as stored)", including `seq`.
+    pub message: Value,
+}
+
+impl StoredEvent {
+    pub fn message_id(&self) -> Option<&str> {
+        self.message.get("messageId").and_then(Value::as_str)
+    }
+    pub fn user_id(&self) -> Option<&str> {
+        self.message.get("userId").and_then(Value::as_str)
+    }
+    pub fn anonymous_id(&self) -> Option<&str> {
+        self.message.get("anonymousId").and_then(Value::as_str)
+    }
+}
+
+/// Events of one durable commit, in `seq` order; shared by all subscribers.
+pub type CommittedBatch = Arc<[StoredEvent]>;
+
+/// A message ready to be stored, built by the ingestion path with [`NewEvent::new`].
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub write_key: String,
+    pub message_id: String,
+    /// Milliseconds since the Unix epoch when the collector received it.
+    pub received_at_ms: i64,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    /// The normalised message without `seq` (the store adds it).
+    pub message: serde_json::Map<String, Value>,
+    /// `message` serialised: done on the request's thread so the single writer only copies.
+    pub json: String,
+}
+
+impl NewEvent {
+    /// Takes `messageId`, `userId` and `anonymousId` from the message itself.
+    pub fn new(
+        write_key: &str,
+        received_at_ms: i64,
+        message: serde_json::Map<String, Value>,
+    ) -> Self {
+        let text = |k: &str| message.get(k).and_then(Value::as_str).map(str::to_owned);
+        NewEvent {
+            write_key: write_key.to_owned(),
+            message_id: text("messageId").unwrap_or_default(),
+            received_at_ms,
+            user_id: text("userId"),
+            anonymous_id: text("anonymousId"),
+            json: serde_json::to_string(&message).expect("a JSON map always serialises"),
+            message,
+        }
+    }
+
+    /// The stored JSON text with `seq` spliced in front of the other fields.
+    pub fn json_with_seq(&self, seq: u64) -> String {
+        let rest = self.json.strip_prefix('{').unwrap_or("}");
+        let sep = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"seq\":{seq}{sep}{rest}")
+    }
+}
+
+/// A message the collector refused, kept so that nothing is silently lost (`GET /v1/failed`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct FailedEvent {
+    /// Assigned by the store; 0 when not stored yet.
+    pub id: u64,
+    /// RFC 3339.
+    pub received_at: String,
+    pub write_key: String,
+    pub code: String,
+    pub message: String,
+    /// The message exactly as sent (truncated to the per-message limit).
+    pub raw: String,
+}
+
+/// One group of writes that commits (or fails) as a unit.
+#[derive(Clone, Debug, Default)]
+pub struct Write {
+    pub events: Vec<NewEvent>,
+    pub failed: Vec<FailedEvent>,
+}
+
+/// What became of each event of a [`Write`], in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    Stored {
+        seq: u64,
+    },
+    /// Same write key and `messageId` already stored within the dedup window.
+    Duplicate,
+}
+
+/// A set of identifiers whose events to read or erase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identifiers {
+    pub user_ids: Vec<String>,
+    pub anonymous_ids: Vec<String>,
+}
+
+impl Identifiers {
+    pub fn is_empty(&self) -> bool {
+        self.user_ids.is_empty() && self.anonymous_ids.is_empty()
+    }
+}
+
+/// Paging through results newest first: `cursor` is the `next_cursor` of the previous page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            limit: 100,
+            cursor: None,
+        }
+    }
+}
+
+/// One page of results and the cursor of the next one (`None` on the last page).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cheap, synchronous figures for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreStats {
+    /// Writes waiting for the writer.
+    pub queue_depth: u64,
+    /// Events stored since start-up plus those found at start-up.
+    pub events: u64,
+    /// Bytes the engine occupies on disk (0 when unknown).
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine failed: {0}")]
+    Engine(String),
+    #[error("the writer has stopped")]
+    Closed,
+    #[error("invalid cursor `{0}`")]
+    InvalidCursor(String),
+}
+
+/// A storage engine. Object-safe; held as `Arc<dyn Store>`.
+pub trait Store: Send + Sync + 'static {
+    /// Stores the write durably (events deduplicated per write key by `messageId`) and resolves
+    /// only once it is on disk. Committed events then go to subscribers.
+    fn append(&self, write: Write) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
+
+    /// Events carrying any of the identifiers, newest first.
+    fn events_for<'a>(
+        &'a self,
+        ids: &'a Identifiers,
+        page: PageRequest,
+    ) -> BoxFuture<'a, Result<Page<StoredEvent>, StoreError>>;
+
+    /// Up to `limit` events with `seq > after`, oldest first (replay).
+    fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
+
+    /// Deletes every event carrying any of the identifiers; returns how many were deleted.
+    fn delete_events_for<'a>(
+        &'a self,
+        ids: &'a Identifiers,
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// Refused messages, newest first.
+    fn failed(&self, page: PageRequest) -> BoxFuture<'_, Result<Page<FailedEvent>, StoreError>>;
+
+    /// Committed events from now on; see the module documentation.
+    fn subscribe(&self) -> broadcast::Receiver<CommittedBatch>;
+
+    fn stats(&self) -> StoreStats;
+}
+
+/// Fan-out of committed batches; engines own one and call [`EventBus::publish`] after commit.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    sender: broadcast::Sender<CommittedBatch>,
+}
+
+impl EventBus {
+    /// Batches a subscriber may fall behind by before it must catch up from the store.
+    pub const CAPACITY: usize = 256;
+
+    pub fn new() -> Self {
+        EventBus {
+            sender: broadcast::channel(Self::CAPACITY).0,
+        }
+    }
+    pub fn subscribe(&self) -> broadcast::Receiver<CommittedBatch> {
+        self.sender.subscribe()
+    }
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+    pub fn publish(&self, batch: CommittedBatch) {
+        // No subscriber is not an error: the events are durable and can be replayed.
+        let _ = self.sender.send(batch);
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parses a cursor made by [`seq_cursor`].
+pub fn parse_seq_cursor(cursor: &Option<String>) -> Result<Option<u64>, StoreError> {
+    match cursor {
+        None => Ok(None),
+        Some(c) => c
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| StoreError::InvalidCursor(c.clone())),
+    }
+}
+
+pub fn seq_cursor(seq: u64) -> String {
+    seq.to_string()
+}
