@@ -48,6 +48,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub admission: Arc<dyn Admission>,
+    /// Identity resolution and profiles (`AppState::with_identity`); `None` serves no profiles.
+    pub identity: Option<Arc<identity::Identity>>,
 }
 
 impl AppState {
@@ -58,7 +60,8 @@ impl AppState {
         check_data_dir(config)?;
         let store =
             SqliteStore::open(&config.data_dir).map_err(|e| ConfigError::Store(e.to_string()))?;
-        Ok(Self::with_store(config, sources, Arc::new(store)))
+        Self::with_store(config, sources, Arc::new(store))
+            .with_identity(identity::IdentityConfig::default())
     }
 
     /// State over any engine (tests, other engines).
@@ -69,6 +72,7 @@ impl AppState {
             store,
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(AdmitAll),
+            identity: None,
         }
     }
 
@@ -102,7 +106,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .merge(admin::routes())
-        // Identity resolution and profiles: `crate::identity::routes()` is merged here.
+        .merge(identity::routes())
         .with_state(state.clone());
     if state.config.sdk_dir.is_dir() {
         router = router.nest_service("/sdk", sdk::service(&state.config.sdk_dir));
