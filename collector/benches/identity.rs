@@ -1,5 +1,258 @@
-//! `cargo xtask bench identity`: identity resolution throughput and profile read latency.
+//! `cargo xtask bench identity`: identity resolution throughput, and profile lookup and timeline
+//! latency with a large stored history. Prints a table.
+//!
+//! Size is set by `SEAM_BENCH_EVENTS` (default 1,000,000) and `SEAM_BENCH_PROFILES` (100,000).
+
+use seam_collector::identity::{Engine, EventInput, IdType, Identifier, Identity, IdentityConfig};
+use seam_collector::store::StoredEvent;
+use seam_collector::store::sqlite::SqliteStore;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Small deterministic generator (xorshift64*), so every run sees the same events.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const BASE_MS: i64 = 1_795_000_000_000;
+
+fn ts(ms: i64) -> String {
+    seam_collector::identity::input::format_rfc3339(ms)
+}
+
+/// A storefront's traffic: `profiles` people, each with one or two browsers, most of whom log
+/// in, some of whom buy; about `events` events in all, mostly in time order with some late.
+fn traffic(events: usize, profiles: usize) -> Vec<Value> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let per = (events / profiles).max(2);
+    let mut out = Vec::with_capacity(events);
+    for p in 0..profiles {
+        let devices = 1 + (rng.below(4) == 0) as usize;
+        let logs_in = rng.below(10) < 6;
+        let start = BASE_MS + (p as i64) * 50;
+        for i in 0..per {
+            let d = i % devices;
+            let anon = format!("anon-{p}-{d}");
+            let t = start + i as i64 * 1000 + rng.below(500) as i64;
+            let mid = format!("m-{p}-{i}");
+            let ctx = json!({
+                "userAgent": if d == 0 { "Mozilla/5.0 (X11; Linux x86_64) Chrome/131" } else { "Mozilla/5.0 (iPhone) Safari/18" },
+                "consent": {"categoryPreferences": {"analytics": true, "marketing": p % 3 == 0}},
+                "session": {"id": format!("s-{p}-{}", i / 4)},
+                "page": {"referrer": "https://search.example/?q=tea"},
+                "campaign": {"source": "newsletter", "name": "winter"},
+            });
+            let logged = logs_in && i >= per / 2;
+            let msg = if logs_in && i == per / 2 + d {
+                json!({"type": "identify", "messageId": mid, "timestamp": ts(t), "anonymousId": anon,
+                       "userId": format!("user-{p}"),
+                       "traits": {"email": format!("Person{p}@Example.com"), "name": format!("Person {p}")},
+                       "context": ctx})
+            } else if i % 5 == 4 {
+                let mut m = json!({"type": "track", "event": "Order Completed", "messageId": mid,
+                       "timestamp": ts(t), "anonymousId": anon,
+                       "properties": {"order_id": format!("o-{p}-{i}"), "revenue": (rng.below(20000) as f64) / 100.0,
+                                      "email": format!("person{p}@example.com")},
+                       "context": ctx});
+                if logged {
+                    m["userId"] = json!(format!("user-{p}"));
+                }
+                m
+            } else {
+                let mut m = json!({"type": "page", "name": "Product", "messageId": mid, "timestamp": ts(t),
+                       "anonymousId": anon, "properties": {"url": "https://shop.example/p/1"}, "context": ctx});
+                if logged {
+                    m["userId"] = json!(format!("user-{p}"));
+                }
+                m
+            };
+            out.push(msg);
+            if out.len() == events {
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Delivery order: commit order, with 2% of events arriving late (after a later batch).
+fn arrival_order(mut events: Vec<Value>) -> Vec<Value> {
+    let mut rng = Rng(42);
+    let n = events.len();
+    for i in 0..n / 50 {
+        let a = rng.below(n as u64) as usize;
+        let b = (a + 1 + rng.below(200) as usize).min(n - 1);
+        events.swap(a, b);
+        let _ = i;
+    }
+    events
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
-    println!("identity bench: not yet written");
+    let total = env_usize("SEAM_BENCH_EVENTS", 1_000_000);
+    let profiles = env_usize("SEAM_BENCH_PROFILES", 100_000);
+    let config = IdentityConfig::default();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    // 1. Resolution in-process: extraction from the stored message plus graph update.
+    let n_resolve = total.min(300_000);
+    let sample = arrival_order(traffic(n_resolve, (n_resolve / 10).max(1)));
+    let mut engine = Engine::new(config.clone());
+    let t = Instant::now();
+    for m in &sample {
+        engine.apply(&EventInput::from_message(m, &config));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    rows.push((
+        format!("resolutions/s ({n_resolve} events, 2% late)"),
+        format!("{:.0}", n_resolve as f64 / secs),
+        "≥ 200000".into(),
+    ));
+    let inputs: Vec<EventInput> = sample
+        .iter()
+        .map(|m| EventInput::from_message(m, &config))
+        .collect();
+    let mut engine = Engine::new(config.clone());
+    let t = Instant::now();
+    for e in &inputs {
+        engine.apply(e);
+    }
+    rows.push((
+        "  of which graph update only".into(),
+        format!("{:.0}/s", n_resolve as f64 / t.elapsed().as_secs_f64()),
+        String::new(),
+    ));
+    drop((engine, inputs, sample));
+
+    // 2. Reads with `total` events and `profiles` profiles stored.
+    let dir = std::env::temp_dir().join(format!("seam-identity-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let store = Arc::new(SqliteStore::open(&dir).expect("store"));
+    let identity = Identity::open(&dir, config.clone(), store).expect("identity");
+    let events = arrival_order(traffic(total, profiles));
+    let t = Instant::now();
+    for (i, chunk) in events.chunks(1000).enumerate() {
+        let batch: Vec<StoredEvent> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, m)| StoredEvent {
+                seq: (i * 1000 + j + 1) as u64,
+                write_key: "wk".into(),
+                message: m.clone(),
+            })
+            .collect();
+        identity.apply(&batch).expect("apply");
+    }
+    let applied = t.elapsed();
+    rows.push((
+        format!(
+            "apply + persist, {} events in batches of 1000",
+            events.len()
+        ),
+        format!(
+            "{:.0} events/s",
+            events.len() as f64 / applied.as_secs_f64()
+        ),
+        String::new(),
+    ));
+    drop(events);
+    let stored_profiles = identity.search(None, None, 1).0.len();
+    assert!(stored_profiles > 0, "profiles were built");
+
+    let mut rng = Rng(7);
+    let mut lookups = Vec::new();
+    let mut pages = Vec::new();
+    for _ in 0..5000 {
+        let p = rng.below(profiles as u64);
+        let id = match rng.below(3) {
+            0 => Identifier {
+                kind: IdType::AnonymousId,
+                value: format!("anon-{p}-0"),
+            },
+            1 => Identifier {
+                kind: IdType::UserId,
+                value: format!("user-{p}"),
+            },
+            _ => Identifier {
+                kind: IdType::Email,
+                value: format!("person{p}@example.com"),
+            },
+        };
+        let t = Instant::now();
+        let found = identity.profile(&id).map(|v| v.to_string());
+        let took = t.elapsed();
+        if found.is_none() {
+            continue;
+        }
+        lookups.push(took);
+        let t = Instant::now();
+        let page = identity
+            .timeline(&id, None, 50)
+            .expect("timeline")
+            .expect("known");
+        let body = json!({"events": page.0, "next_cursor": page.1}).to_string();
+        pages.push(t.elapsed());
+        assert!(body.len() > 2);
+    }
+    let n = lookups.len();
+    rows.push((
+        format!("profile lookup p50 ({n} lookups)"),
+        ms(percentile(&mut lookups, 0.5)),
+        String::new(),
+    ));
+    rows.push((
+        "profile lookup p99".into(),
+        ms(percentile(&mut lookups, 0.99)),
+        "≤ 5 ms".into(),
+    ));
+    rows.push((
+        "timeline page (50) p50".into(),
+        ms(percentile(&mut pages, 0.5)),
+        String::new(),
+    ));
+    rows.push((
+        "timeline page (50) p99".into(),
+        ms(percentile(&mut pages, 0.99)),
+        "≤ 10 ms".into(),
+    ));
+
+    drop(identity);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("\nidentity benchmark ({total} events, {profiles} profiles)\n");
+    println!(
+        "| {:<48} | {:>18} | {:>10} |",
+        "measure", "result", "target"
+    );
+    println!("|{:-<50}|{:-<20}|{:-<12}|", "", "", "");
+    for (a, b, c) in rows {
+        println!("| {a:<48} | {b:>18} | {c:>10} |");
+    }
 }
