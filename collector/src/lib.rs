@@ -20,10 +20,12 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod message;
 pub mod metrics;
 pub mod store;
 
 mod admin;
+mod ingest;
 mod sdk;
 
 pub use config::{Config, ConfigError, Source, Sources};
@@ -105,6 +107,7 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
+        .merge(ingest::routes(state.clone()))
         .merge(admin::routes())
         .merge(identity::routes())
         .with_state(state.clone());

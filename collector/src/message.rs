@@ -1,0 +1,525 @@
+//! Parsing and normalising Segment messages: the batch envelope, per-message validation (so one
+//! bad message never costs its neighbours), clock-skew correction, consent and bot flags.
+//! Pure functions with no I/O; the HTTP layer is in `ingest`.
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+
+/// Largest accepted batch, after decompression (Segment's documented limit).
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// Largest accepted message inside a batch.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Later than this past `receivedAt`, a timestamp is a broken clock, not an event time.
+const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
+
+/// The Segment call types, which are also the single-message endpoints' names.
+pub const TYPES: [&str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
+
+/// Why a request cannot be read at all (answered 400 with this code and message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Why one message of a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A request body split into its messages, before validation.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// `writeKey` from the body (sendBeacon cannot set an Authorization header).
+    pub write_key: Option<String>,
+    /// Batch-level `sentAt`; a message's own `sentAt` wins.
+    pub sent_at: Option<Value>,
+    /// Batch-level `context`, merged under each message's own.
+    pub context: Option<Map<String, Value>>,
+    pub messages: Vec<RawMessage<'a>>,
+}
+
+/// One message as sent: either still raw text (from a batch) or already an object (a
+/// single-message endpoint's body).
+#[derive(Debug)]
+pub enum RawMessage<'a> {
+    Raw(&'a RawValue),
+    Parsed { map: Map<String, Value>, len: usize },
+}
+
+impl RawMessage<'_> {
+    /// The message as text, for the failed-events store.
+    pub fn text(&self) -> String {
+        match self {
+            RawMessage::Raw(r) => r.get().to_owned(),
+            RawMessage::Parsed { map, .. } => {
+                serde_json::to_string(map).expect("a JSON map always serialises")
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(rename = "writeKey", default)]
+    write_key: Option<Value>,
+    #[serde(rename = "sentAt", default)]
+    sent_at: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
+}
+
+fn envelope_error(e: &serde_json::Error, what: &str) -> EnvelopeError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => EnvelopeError {
+            code: "invalid_json",
+            message: format!("body is not valid JSON: {e}"),
+        },
+        Category::Data => EnvelopeError {
+            code: "invalid_batch",
+            message: format!("body is not {what}: {e}"),
+        },
+    }
+}
+
+fn take_write_key(v: Option<Value>) -> Result<Option<String>, EnvelopeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(EnvelopeError {
+            code: "invalid_batch",
+            message: format!("`writeKey` must be a string, not {}", kind(&other)),
+        }),
+    }
+}
+
+/// Splits a `/v1/batch` body (`{"batch": [...], "writeKey"?, "sentAt"?, "context"?}`).
+pub fn parse_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
+    let parsed: BatchBody<'_> = serde_json::from_str(body)
+        .map_err(|e| envelope_error(&e, "a batch (`{\"batch\": [message, …]}`)"))?;
+    let context = match parsed.context {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m),
+        Some(other) => {
+            return Err(EnvelopeError {
+                code: "invalid_batch",
+                message: format!("batch `context` must be an object, not {}", kind(&other)),
+            });
+        }
+    };
+    Ok(Envelope {
+        write_key: take_write_key(parsed.write_key)?,
+        sent_at: parsed.sent_at,
+        context,
+        messages: parsed.batch.into_iter().map(RawMessage::Raw).collect(),
+    })
+}
+
+/// Reads a single-message endpoint's body (`/v1/track` etc.): the body is the message.
+pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
+    let mut map: Map<String, Value> =
+        serde_json::from_str(body).map_err(|e| envelope_error(&e, "a message (a JSON object)"))?;
+    let write_key = take_write_key(map.remove("writeKey"))?;
+    Ok(Envelope {
+        write_key,
+        sent_at: None,
+        context: None,
+        messages: vec![RawMessage::Parsed {
+            map,
+            len: body.len(),
+        }],
+    })
+}
+
+/// What the collector knows about the request, applied to every message.
+#[derive(Debug, Clone)]
+pub struct RequestInfo<'a> {
+    pub received_at: OffsetDateTime,
+    pub ip: Option<IpAddr>,
+    pub truncate_ip: bool,
+    pub user_agent: Option<&'a str>,
+    /// The single-message endpoint's type (`/v1/track` → `track`); `None` for batches.
+    pub implied_type: Option<&'static str>,
+}
+
+/// A valid message, normalised (docs/api.md "Event (as stored)").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalised {
+    pub message: Map<String, Value>,
+    /// `context.consent.categoryPreferences.analytics` is `false` and it is not the consent
+    /// change itself: the collector must not store it.
+    pub consent_denied: bool,
+}
+
+/// Validates and normalises one message. Never panics; on error the caller keeps the raw text.
+pub fn normalise(
+    raw: RawMessage<'_>,
+    envelope: &Envelope<'_>,
+    info: &RequestInfo<'_>,
+) -> Result<Normalised, Rejection> {
+    let mut m = match raw {
+        RawMessage::Raw(r) => {
+            if r.get().len() > MAX_MESSAGE_BYTES {
+                return Err(reject(
+                    "message_too_large",
+                    format!(
+                        "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                        r.get().len()
+                    ),
+                ));
+            }
+            match serde_json::from_str::<Value>(r.get()) {
+                Ok(Value::Object(m)) => m,
+                Ok(other) => {
+                    return Err(reject(
+                        "invalid_message",
+                        format!("message must be a JSON object, not {}", kind(&other)),
+                    ));
+                }
+                Err(e) => return Err(reject("invalid_message", e.to_string())),
+            }
+        }
+        RawMessage::Parsed { map, len } => {
+            if len > MAX_MESSAGE_BYTES {
+                return Err(reject(
+                    "message_too_large",
+                    format!("message is {len} bytes; the limit is {MAX_MESSAGE_BYTES}"),
+                ));
+            }
+            map
+        }
+    };
+
+    // Explicit nulls mean "absent" (Segment's Python client sends `"anonymousId": null`).
+    m.retain(|_, v| !v.is_null());
+
+    let ty = match (m.get("type"), info.implied_type) {
+        (None, Some(t)) => t,
+        (None, None) => return Err(reject("missing_type", "message has no `type`")),
+        (Some(Value::String(t)), implied) => {
+            let Some(t) = TYPES.iter().find(|k| **k == t.as_str()) else {
+                return Err(reject(
+                    "invalid_type",
+                    format!("`type` `{t}` is not one of {}", TYPES.join(", ")),
+                ));
+            };
+            if let Some(implied) = implied
+                && implied != *t
+            {
+                return Err(reject(
+                    "invalid_type",
+                    format!("`type` `{t}` sent to the /v1/{implied} endpoint"),
+                ));
+            }
+            t
+        }
+        (Some(other), _) => {
+            return Err(reject(
+                "invalid_field",
+                format!("`type` must be a string, not {}", kind(other)),
+            ));
+        }
+    };
+    m.insert("type".into(), Value::String(ty.into()));
+
+    let user_id = id_field(&mut m, "userId")?;
+    let anonymous_id = id_field(&mut m, "anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err(reject(
+            "missing_identity",
+            "message has neither `userId` nor `anonymousId`",
+        ));
+    }
+    match ty {
+        "track" => match m.get("event") {
+            Some(Value::String(e)) if !e.trim().is_empty() => {}
+            Some(Value::String(_)) | None => {
+                return Err(reject(
+                    "missing_event",
+                    "`track` message has no `event` name",
+                ));
+            }
+            Some(other) => {
+                return Err(reject(
+                    "invalid_field",
+                    format!("`event` must be a string, not {}", kind(other)),
+                ));
+            }
+        },
+        "alias" if id_field(&mut m, "previousId")?.is_none() => {
+            return Err(reject(
+                "missing_previous_id",
+                "`alias` message has no `previousId`",
+            ));
+        }
+        "group" if id_field(&mut m, "groupId")?.is_none() => {
+            return Err(reject(
+                "missing_group_id",
+                "`group` message has no `groupId`",
+            ));
+        }
+        _ => {}
+    }
+    for field in ["event", "name", "category"] {
+        if let Some(v) = m.get(field)
+            && !v.is_string()
+        {
+            return Err(reject(
+                "invalid_field",
+                format!("`{field}` must be a string, not {}", kind(v)),
+            ));
+        }
+    }
+    for field in ["properties", "traits", "context", "integrations"] {
+        if let Some(v) = m.get(field)
+            && !v.is_object()
+        {
+            return Err(reject(
+                "invalid_field",
+                format!("`{field}` must be an object, not {}", kind(v)),
+            ));
+        }
+    }
+    match m.get("messageId") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => {}
+        Some(Value::String(s)) if s.len() > 200 => {
+            return Err(reject(
+                "invalid_field",
+                "`messageId` is longer than 200 characters",
+            ));
+        }
+        Some(Value::String(_)) | None => {
+            // Without an ID the message cannot be deduplicated; give it one.
+            m.insert("messageId".into(), Value::String(generated_message_id()));
+        }
+        Some(other) => {
+            return Err(reject(
+                "invalid_field",
+                format!("`messageId` must be a string, not {}", kind(other)),
+            ));
+        }
+    }
+
+    // Clock skew: the device's clock is wrong by (sentAt − receivedAt); the event happened
+    // (sentAt − device time) before it was sent.
+    let device_time = match timestamp_field(&m, "originalTimestamp")? {
+        Some(t) => Some(t),
+        None => timestamp_field(&m, "timestamp")?,
+    };
+    let sent_at =
+        match timestamp_field(&m, "sentAt")? {
+            Some(t) => Some(t),
+            None => match &envelope.sent_at {
+                Some(Value::String(s)) => Some(parse_time(s).map_err(|e| {
+                    reject("invalid_timestamp", format!("batch `sentAt` `{s}`: {e}"))
+                })?),
+                _ => None,
+            },
+        };
+    let received = info.received_at;
+    let mut timestamp = match (device_time, sent_at) {
+        (Some(d), Some(s)) => received - (s - d),
+        (Some(d), None) => d,
+        (None, _) => received,
+    };
+    if timestamp > received + FUTURE_TOLERANCE {
+        timestamp = received;
+    }
+    m.insert("timestamp".into(), Value::String(format_time(timestamp)));
+    if let Some(d) = device_time {
+        m.insert("originalTimestamp".into(), Value::String(format_time(d)));
+    }
+    if let Some(s) = sent_at {
+        m.insert("sentAt".into(), Value::String(format_time(s)));
+    }
+    m.insert("receivedAt".into(), Value::String(format_time(received)));
+
+    // Context: the batch's under the message's own, then what the request tells us.
+    let mut context = match m.remove("context") {
+        Some(Value::Object(c)) => c,
+        _ => Map::new(),
+    };
+    if let Some(batch_context) = &envelope.context {
+        for (k, v) in batch_context {
+            context.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let ip = match context.get("ip").and_then(Value::as_str) {
+        Some(given) => given.parse::<IpAddr>().ok(),
+        None => info.ip,
+    };
+    match ip {
+        Some(ip) => {
+            let ip = if info.truncate_ip { truncate(ip) } else { ip };
+            context.insert("ip".into(), Value::String(ip.to_string()));
+        }
+        None => {
+            context.remove("ip");
+        }
+    }
+    if !context.contains_key("userAgent")
+        && let Some(ua) = info.user_agent
+    {
+        context.insert("userAgent".into(), Value::String(ua.to_owned()));
+    }
+    if context
+        .get("userAgent")
+        .and_then(Value::as_str)
+        .is_some_and(is_bot)
+    {
+        context.insert("bot".into(), Value::Bool(true));
+    }
+    let consent_denied = context
+        .get("consent")
+        .and_then(|c| c.get("categoryPreferences"))
+        .and_then(|p| p.get("analytics"))
+        == Some(&Value::Bool(false))
+        && !(ty == "track" && m.get("event").and_then(Value::as_str) == Some("Consent Updated"));
+    m.insert("context".into(), Value::Object(context));
+
+    Ok(Normalised {
+        message: m,
+        consent_denied,
+    })
+}
+
+/// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
+/// stored as a string.
+fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
+    let value = match m.get(field) {
+        None => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            m.remove(field);
+            return Ok(None);
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return Err(reject(
+                "invalid_field",
+                format!("`{field}` must be a string, not {}", kind(other)),
+            ));
+        }
+    };
+    if value.len() > 1024 {
+        return Err(reject(
+            "invalid_field",
+            format!("`{field}` is longer than 1024 bytes"),
+        ));
+    }
+    m.insert(field.into(), Value::String(value.clone()));
+    Ok(Some(value))
+}
+
+fn timestamp_field(
+    m: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<OffsetDateTime>, Rejection> {
+    match m.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => parse_time(s)
+            .map(Some)
+            .map_err(|e| reject("invalid_timestamp", format!("`{field}` `{s}`: {e}"))),
+        Some(other) => Err(reject(
+            "invalid_timestamp",
+            format!("`{field}` must be an RFC 3339 string, not {}", kind(other)),
+        )),
+    }
+}
+
+/// RFC 3339, or an ISO 8601 date-time without offset taken as UTC.
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.to_offset(UtcOffset::UTC));
+    }
+    let local = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+    );
+    PrimitiveDateTime::parse(s, local)
+        .map(PrimitiveDateTime::assume_utc)
+        .map_err(|_| "not an RFC 3339 date-time such as 2026-11-23T10:00:00.123Z".to_string())
+}
+
+/// `2026-11-23T10:00:00.123Z`.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(fmt)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// IPv4 to its /24, IPv6 to its /48.
+fn truncate(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::from([a, b, c, 0])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+        }
+    }
+}
+
+/// Known crawler and preview-bot user agents (matched case-insensitively).
+const BOT_MARKERS: [&str; 14] = [
+    "googlebot",
+    "bingbot",
+    "yandexbot",
+    "baiduspider",
+    "duckduckbot",
+    "slurp",
+    "facebookexternalhit",
+    "twitterbot",
+    "linkedinbot",
+    "applebot",
+    "ahrefsbot",
+    "semrushbot",
+    "crawler",
+    "spider",
+];
+
+pub fn is_bot(user_agent: &str) -> bool {
+    let ua = user_agent.to_ascii_lowercase();
+    BOT_MARKERS.iter().any(|m| ua.contains(m)) || ua.contains("bot/") || ua.contains("bot;")
+}
+
+fn generated_message_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        bytes = t.to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("seam-{hex}")
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

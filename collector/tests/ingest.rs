@@ -1,0 +1,595 @@
+//! Ingestion through the router: real clients' captured requests, every error case of the
+//! contract, consent, suppression, CORS, admin reads and metrics.
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use seam_collector::admission::Admission;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::{Collector, WRITE_KEY, basic, captures, gzip};
+
+fn track(id: &str, user: &str) -> Value {
+    json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": id,
+           "properties": {"sku": "42"}})
+}
+
+#[tokio::test]
+async fn captured_requests_of_real_clients_are_stored_once_even_when_replayed() {
+    let collector = Collector::start();
+    let captures = captures();
+    let expected: usize = captures.iter().map(|c| c.message_count()).sum();
+    for round in 0..2 {
+        for capture in &captures {
+            let answer = collector.send(capture.request()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{} round {round}: {}",
+                capture.client,
+                answer.body
+            );
+            assert_eq!(answer.body, r#"{"success":true}"#, "{}", capture.client);
+        }
+        let stored = collector.events_of_user("user-1").await;
+        assert_eq!(
+            stored.len(),
+            expected,
+            "round {round}: every captured message exactly once"
+        );
+    }
+    assert_eq!(
+        collector.metric("seam_events_accepted_total").await,
+        expected as f64
+    );
+    assert_eq!(
+        collector.metric("seam_events_deduplicated_total").await,
+        expected as f64
+    );
+
+    let stored = collector.events_of_user("user-1").await;
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    for event in &stored {
+        for field in ["messageId", "type", "timestamp", "receivedAt"] {
+            assert!(event[field].is_string(), "{field} missing in {event}");
+        }
+        assert!(
+            event.get("anonymousId").is_none_or(Value::is_string),
+            "explicit null dropped: {event}"
+        );
+        assert!(event["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    // RudderStack's Node client: originalTimestamp + sentAt → corrected timestamp, kept original.
+    let order = stored
+        .iter()
+        .find(|e| e["messageId"] == "60062d5a-f34f-4044-a650-a8209f4feea4")
+        .expect("rudderstack order stored");
+    assert_eq!(order["originalTimestamp"], "2026-11-22T22:16:28.361Z");
+    assert_eq!(order["sentAt"], "2026-11-22T22:16:28.397Z");
+    assert_eq!(order["event"], "Order Completed");
+}
+
+#[tokio::test]
+async fn beacon_with_write_key_in_a_text_plain_body_is_accepted() {
+    let collector = Collector::start();
+    let body = json!({"batch": [track("m1", "u1")], "writeKey": WRITE_KEY, "sentAt": "2026-11-23T10:00:00.000Z"});
+    let answer = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("content-type", "text/plain;charset=UTF-8")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(collector.events_of_user("u1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn single_message_endpoints_store_their_type() {
+    let collector = Collector::start();
+    let answer = collector
+        .post(
+            "/v1/identify",
+            &json!({"userId": "u9", "traits": {"email": "a@b.c"}, "messageId": "i1"}),
+        )
+        .await;
+    assert_eq!(answer.body, r#"{"success":true}"#);
+    let answer = collector
+        .post("/v1/page", &json!({"anonymousId": "a9", "name": "Home", "messageId": "p1", "writeKey": "ignored-when-basic"}))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let events = collector.events_of_user("u9").await;
+    assert_eq!(events[0]["type"], "identify");
+    let pages = collector.events_of("anonymous_id", "a9").await;
+    assert_eq!(pages[0]["type"], "page");
+    assert!(
+        pages[0].get("writeKey").is_none(),
+        "the write key is not part of the event"
+    );
+    let mismatch = collector
+        .post(
+            "/v1/track",
+            &json!({"type": "page", "userId": "u", "name": "x"}),
+        )
+        .await;
+    assert_eq!(mismatch.json()["rejected"][0]["code"], "invalid_type");
+}
+
+#[tokio::test]
+async fn unknown_or_missing_write_key_is_401_and_stores_nothing() {
+    let collector = Collector::start();
+    let body = json!({"batch": [track("m1", "u1")]});
+    let unknown = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic("nope"))
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        unknown
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized")
+            .contains("nope")
+    );
+    let missing = collector
+        .send(
+            Request::post("/v1/batch")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        missing
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized")
+            .contains("writeKey")
+    );
+    let in_body = json!({"batch": [track("m1", "u1")], "writeKey": "wrong"});
+    let wrong = collector
+        .send(
+            Request::post("/v1/batch")
+                .body(Body::from(in_body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    wrong.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(collector.events_of_user("u1").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_or_not_a_batch_is_400_naming_the_problem() {
+    let collector = Collector::start();
+    let send = |body: &'static str| {
+        Request::post("/v1/batch")
+            .header("authorization", basic(WRITE_KEY))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let msg = collector
+        .send(send("{\"batch\": ["))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(msg.contains("not valid JSON"), "{msg}");
+    let msg = collector
+        .send(send("[1,2]"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_batch");
+    assert!(msg.contains("batch"), "{msg}");
+    let msg = collector
+        .send(send("{\"events\": []}"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_batch");
+    assert!(msg.contains("missing field `batch`"), "{msg}");
+    let msg = collector
+        .send(send("{\"batch\": {}}"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_batch");
+    assert!(msg.contains("sequence"), "{msg}");
+    let gz = Request::post("/v1/batch")
+        .header("authorization", basic(WRITE_KEY))
+        .header("content-encoding", "gzip")
+        .body(Body::from("not gzip at all"))
+        .unwrap();
+    collector
+        .send(gz)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_gzip");
+    let br = Request::post("/v1/batch")
+        .header("authorization", basic(WRITE_KEY))
+        .header("content-encoding", "br")
+        .body(Body::from("{}"))
+        .unwrap();
+    collector
+        .send(br)
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding");
+}
+
+#[tokio::test]
+async fn a_batch_over_500_kb_is_413_even_when_gzip_makes_it_small() {
+    let collector = Collector::start();
+    let big: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("m{i}"),
+                        "properties": {"pad": "x".repeat(3000)}})
+        })
+        .collect();
+    let body = json!({"batch": big}).to_string();
+    assert!(body.len() > 500 * 1024);
+    let plain = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic(WRITE_KEY))
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert!(
+        plain
+            .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            .contains("500 KB")
+    );
+    // A gzip bomb: 50 MB of zeros in about 50 KB.
+    let bomb = gzip(&vec![b' '; 50 * 1024 * 1024]);
+    assert!(bomb.len() < 500 * 1024);
+    let answer = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic(WRITE_KEY))
+                .header("content-encoding", "gzip")
+                .body(Body::from(bomb))
+                .unwrap(),
+        )
+        .await;
+    answer.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert!(collector.events_of_user("u").await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_messages_are_listed_and_kept_while_their_valid_neighbours_are_stored() {
+    let collector = Collector::start();
+    let batch = json!({"batch": [
+        track("ok-1", "u1"),
+        {"event": "No Type", "userId": "u1"},
+        {"type": "track", "userId": "u1"},
+        {"type": "track", "event": "Nobody"},
+        {"type": "track", "event": "Big", "userId": "u1", "properties": {"pad": "x".repeat(33 * 1024)}},
+        {"type": "track", "event": 42, "userId": "u1"},
+        {"type": "identify", "userId": "u1", "traits": "not an object"},
+        {"type": "track", "event": "Clock", "userId": "u1", "timestamp": "yesterday"},
+        "not an object",
+        {"type": "teleport", "userId": "u1"},
+        track("ok-2", "u1"),
+    ]});
+    let answer = collector.post("/v1/batch", &batch).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["success"], true);
+    let rejected: Vec<(u64, String)> = body["rejected"]
+        .as_array()
+        .expect("rejected list")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        (1, "missing_type"),
+        (2, "missing_event"),
+        (3, "missing_identity"),
+        (4, "message_too_large"),
+        (5, "invalid_field"),
+        (6, "invalid_field"),
+        (7, "invalid_timestamp"),
+        (8, "invalid_message"),
+        (9, "invalid_type"),
+    ];
+    assert_eq!(
+        rejected,
+        expected
+            .iter()
+            .map(|(i, c)| (*i, c.to_string()))
+            .collect::<Vec<_>>()
+    );
+    for r in body["rejected"].as_array().unwrap() {
+        assert!(!r["message"].as_str().unwrap().is_empty());
+    }
+    let stored = collector.events_of_user("u1").await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ok-2", "ok-1"]
+    );
+
+    // Nothing silently lost: each refused message is kept as sent.
+    let failed = collector.admin_get("/v1/failed?limit=100").await.json();
+    let failed = failed["failed"].as_array().expect("failed list");
+    assert_eq!(failed.len(), expected.len());
+    let no_event = failed
+        .iter()
+        .find(|f| f["code"] == "missing_event")
+        .expect("kept");
+    assert_eq!(
+        serde_json::from_str::<Value>(no_event["raw"].as_str().unwrap()).unwrap(),
+        batch["batch"][2]
+    );
+    assert_eq!(no_event["write_key"], WRITE_KEY);
+    assert!(no_event["message"].as_str().unwrap().contains("event"));
+    assert_eq!(
+        collector.metric("seam_events_rejected_total").await,
+        expected.len() as f64
+    );
+}
+
+#[tokio::test]
+async fn events_without_analytics_consent_are_not_stored_but_the_consent_change_is() {
+    let collector = Collector::start();
+    let denied = json!({"categoryPreferences": {"analytics": false, "marketing": false}});
+    let granted = json!({"categoryPreferences": {"analytics": true}});
+    let batch = json!({"batch": [
+        {"type": "page", "anonymousId": "a1", "name": "Home", "messageId": "p1", "context": {"consent": denied}},
+        {"type": "track", "anonymousId": "a1", "event": "Consent Updated", "messageId": "c1",
+         "properties": denied, "context": {"consent": denied}},
+        {"type": "track", "anonymousId": "a1", "event": "Added", "messageId": "t1", "context": {"consent": granted}},
+        {"type": "track", "anonymousId": "a1", "event": "No consent info", "messageId": "t2"},
+    ]});
+    let answer = collector.post("/v1/batch", &batch).await;
+    assert_eq!(answer.body, r#"{"success":true}"#);
+    let stored = collector.events_of("anonymous_id", "a1").await;
+    let ids: Vec<&str> = stored
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t2", "t1", "c1"]);
+    assert_eq!(
+        collector.metric("seam_events_consent_dropped_total").await,
+        1.0
+    );
+}
+
+struct Erased(&'static str, &'static str);
+
+impl Admission for Erased {
+    fn is_suppressed(&self, id_type: &str, value: &str) -> bool {
+        id_type == self.0 && value == self.1
+    }
+}
+
+#[tokio::test]
+async fn events_of_erased_identifiers_are_refused_and_counted() {
+    let mut collector = Collector::start();
+    collector.state = collector
+        .state
+        .clone()
+        .with_admission(Arc::new(Erased("email", "gone@example.com")));
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "u-gone", "traits": {"email": "  Gone@Example.com "}, "messageId": "i1"},
+        {"type": "identify", "userId": "u-kept", "traits": {"email": "kept@example.com"}, "messageId": "i2"},
+    ]});
+    assert_eq!(
+        collector.post("/v1/batch", &batch).await.status,
+        StatusCode::OK
+    );
+    assert!(collector.events_of_user("u-gone").await.is_empty());
+    assert_eq!(collector.events_of_user("u-kept").await.len(), 1);
+    assert_eq!(collector.metric("seam_events_suppressed_total").await, 1.0);
+
+    collector.state = collector
+        .state
+        .clone()
+        .with_admission(Arc::new(Erased("anonymous_id", "a-gone")));
+    let alias =
+        json!({"type": "alias", "userId": "u-new", "previousId": "a-gone", "messageId": "al1"});
+    assert_eq!(
+        collector.post("/v1/alias", &alias).await.status,
+        StatusCode::OK
+    );
+    assert!(collector.events_of_user("u-new").await.is_empty());
+}
+
+#[tokio::test]
+async fn device_clock_skew_is_corrected_from_sent_at() {
+    let collector = Collector::start();
+    // The device clock is one hour fast: the event happened 2 s before it was sent.
+    let batch = json!({"batch": [{"type": "track", "event": "E", "userId": "skew", "messageId": "s1",
+        "timestamp": "2030-01-01T11:00:00.000Z"}], "sentAt": "2030-01-01T11:00:02.000Z"});
+    collector.post("/v1/batch", &batch).await;
+    let event = &collector.events_of_user("skew").await[0];
+    let received =
+        seam_collector::message::parse_time(event["receivedAt"].as_str().unwrap()).unwrap();
+    let timestamp =
+        seam_collector::message::parse_time(event["timestamp"].as_str().unwrap()).unwrap();
+    let lag = (received - timestamp).whole_milliseconds();
+    assert!(
+        (2000..2500).contains(&lag),
+        "timestamp {lag} ms before receipt"
+    );
+    assert_eq!(event["originalTimestamp"], "2030-01-01T11:00:00.000Z");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_origins_follow_each_sources_configuration() {
+    let dir = seam_collector::store::conformance::TempDir::new("cors-config");
+    let file = dir.0.join("seam.toml");
+    std::fs::write(
+        &file,
+        "[[sources]]\nwrite_key = \"shop-key\"\nallowed_origins = [\"https://shop.example\"]\n",
+    )
+    .unwrap();
+    let collector = Collector::with(|mut c| {
+        c.write_keys.clear();
+        c.config = Some(file.clone());
+        c
+    });
+    let preflight = |origin: &str| {
+        Request::options("/v1/batch")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = collector.send(preflight("https://shop.example")).await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    assert!(
+        ok.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        ok.header("access-control-allow-headers")
+            .unwrap()
+            .contains("authorization")
+    );
+    let evil = collector.send(preflight("https://evil.example")).await;
+    evil.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+
+    let post = |origin: &str| {
+        Request::post("/v1/batch")
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(Body::from(
+                json!({"batch": [track("c1", "cors-user")], "writeKey": "shop-key"}).to_string(),
+            ))
+            .unwrap()
+    };
+    let refused = collector.send(post("https://evil.example")).await;
+    refused.assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+    let accepted = collector.send(post("https://shop.example")).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    assert_eq!(
+        accepted.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+}
+
+#[tokio::test]
+async fn without_configured_origins_any_site_may_send() {
+    let collector = Collector::start();
+    let answer = collector
+        .send(
+            Request::options("/v1/batch")
+                .header("origin", "https://any.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://any.example")
+    );
+}
+
+#[tokio::test]
+async fn admin_reads_need_the_bearer_token() {
+    let collector = Collector::start();
+    let none = collector
+        .send(
+            Request::get("/v1/events?user_id=u")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    none.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let wrong = collector
+        .send(
+            Request::get("/v1/failed")
+                .header("authorization", "Bearer guess")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    wrong.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let no_id = collector.admin_get("/v1/events").await;
+    no_id.assert_error(StatusCode::BAD_REQUEST, "missing_identifier");
+    let bad_cursor = collector.admin_get("/v1/events?user_id=u&cursor=zzz").await;
+    bad_cursor.assert_error(StatusCode::BAD_REQUEST, "invalid_cursor");
+    let bad_limit = collector.admin_get("/v1/events?user_id=u&limit=-1").await;
+    assert!(
+        bad_limit
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_limit")
+            .contains("-1")
+    );
+}
+
+#[tokio::test]
+async fn timeline_pages_through_every_event_newest_first() {
+    let collector = Collector::start();
+    let batch: Vec<Value> = (0..120).map(|i| track(&format!("m{i}"), "pager")).collect();
+    collector.post("/v1/batch", &json!({"batch": batch})).await;
+    let events = collector.events_of_user("pager").await;
+    assert_eq!(events.len(), 120);
+    assert_eq!(events[0]["messageId"], "m119");
+    assert_eq!(events[119]["messageId"], "m0");
+}
+
+#[tokio::test]
+async fn metrics_and_health_answer() {
+    let collector = Collector::start();
+    collector
+        .post("/v1/batch", &json!({"batch": [track("m1", "u")]}))
+        .await;
+    let health = collector
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
+    assert_eq!(collector.metric("seam_events_accepted_total").await, 1.0);
+    assert_eq!(collector.metric("seam_store_events").await, 1.0);
+    assert_eq!(collector.metric("seam_writer_queue_depth").await, 0.0);
+    assert!(collector.metric("seam_store_bytes").await > 0.0);
+    assert_eq!(
+        collector
+            .metric("seam_ingest_request_duration_seconds_count")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_sdk_is_served_with_content_types_caching_and_cross_origin_access() {
+    let sdk = seam_collector::store::conformance::TempDir::new("sdk-dir");
+    std::fs::write(sdk.0.join("seam.js"), "export {}").unwrap();
+    std::fs::write(sdk.0.join("seam_sdk_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let collector = Collector::with(|mut c| {
+        c.sdk_dir = sdk.0.clone();
+        c
+    });
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    let js = collector.send(get("/sdk/seam.js")).await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(js.header("content-type").unwrap().contains("javascript"));
+    assert_eq!(js.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(js.header("access-control-allow-origin"), Some("*"));
+    let wasm = collector.send(get("/sdk/seam_sdk_bg.wasm")).await;
+    assert_eq!(wasm.header("content-type"), Some("application/wasm"));
+    assert_eq!(wasm.header("cache-control"), Some("public, max-age=86400"));
+    assert_eq!(
+        collector.send(get("/sdk/missing.js")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
