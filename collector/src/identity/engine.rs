@@ -271,7 +271,7 @@ impl Engine {
         }
         if let Some(&l) = self.link_index.get(&nodes) {
             let link = &mut self.links[l as usize];
-            link.agg.add(e, &mut self.interner);
+            link.agg.add(e, &key, &mut self.interner);
             let stable = link.stable;
             if key < link.key {
                 link.key = key;
@@ -299,7 +299,7 @@ impl Engine {
         }
         let l = self.links.len() as LinkId;
         let mut agg = Aggregate::default();
-        agg.add(e, &mut self.interner);
+        agg.add(e, &key, &mut self.interner);
         self.links.push(Link {
             nodes: nodes.clone(),
             stable: link_stable(&e.ids),

@@ -24,18 +24,19 @@ pub struct Aggregate {
     pub devices: HashMap<String, (i64, i64)>,
 }
 
+/// Keeps the newest (or, for set-once values, the oldest) value of `k` by event key.
 fn lww(
     map: &mut HashMap<String, (EventKey, Value)>,
     k: &str,
     key: &EventKey,
-    v: Value,
+    v: impl FnOnce() -> Value,
     newest: bool,
 ) {
     match map.get_mut(k) {
         Some(cur) if (newest && cur.0 >= *key) || (!newest && cur.0 <= *key) => {}
-        Some(cur) => *cur = (key.clone(), v),
+        Some(cur) => *cur = (key.clone(), v()),
         None => {
-            map.insert(k.to_string(), (key.clone(), v));
+            map.insert(k.to_string(), (key.clone(), v()));
         }
     }
 }
@@ -46,15 +47,15 @@ fn span(a: &mut (i64, i64), first: i64, last: i64) {
 }
 
 impl Aggregate {
-    pub fn add(&mut self, e: &EventInput, interner: &mut ConsentInterner) {
-        let key = e.key();
+    /// Adds one event; `key` is `e.key()`, computed once by the caller.
+    pub fn add(&mut self, e: &EventInput, key: &EventKey, interner: &mut ConsentInterner) {
         self.first_seen = Some(self.first_seen.map_or(e.ts, |t| t.min(e.ts)));
         self.last_seen = Some(self.last_seen.map_or(e.ts, |t| t.max(e.ts)));
         self.event_count += 1;
         if e.kind == "page" {
             self.page_views += 1;
         }
-        if let Some(s) = &e.session {
+        if let Some(s) = e.session.as_ref().filter(|s| !self.sessions.contains(*s)) {
             self.sessions.insert(s.clone());
         }
         if e.is_order() {
@@ -62,14 +63,14 @@ impl Aggregate {
             self.orders.insert(id, (e.ts, e.revenue.unwrap_or(0.0)));
         }
         for (k, v) in &e.traits {
-            lww(&mut self.traits, k, &key, v.clone(), true);
+            lww(&mut self.traits, k, key, || v.clone(), true);
         }
         if let Some(r) = &e.referrer {
             lww(
                 &mut self.first_touch,
                 "initial_referrer",
-                &key,
-                json!(r),
+                key,
+                || json!(r),
                 false,
             );
         }
@@ -82,12 +83,12 @@ impl Aggregate {
                 ("content", "utm_content"),
             ] {
                 if let Some(v) = c.get(from).filter(|v| !v.is_null()) {
-                    lww(&mut self.first_touch, to, &key, v.clone(), false);
+                    lww(&mut self.first_touch, to, key, || v.clone(), false);
                 }
             }
         }
         if let Some(c) = &e.consent {
-            self.consent.insert(key, interner.intern(c));
+            self.consent.insert(key.clone(), interner.intern(c));
         }
         if let Some(ua) = &e.user_agent {
             span(
@@ -111,10 +112,10 @@ impl Aggregate {
             self.orders.insert(k.clone(), *v);
         }
         for (k, (key, v)) in &o.traits {
-            lww(&mut self.traits, k, key, v.clone(), true);
+            lww(&mut self.traits, k, key, || v.clone(), true);
         }
         for (k, (key, v)) in &o.first_touch {
-            lww(&mut self.first_touch, k, key, v.clone(), false);
+            lww(&mut self.first_touch, k, key, || v.clone(), false);
         }
         for (k, v) in &o.consent {
             self.consent.insert(k.clone(), v.clone());
@@ -215,17 +216,22 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Consent states repeat on almost every event; keep one copy of each.
+/// Consent states repeat on almost every event and there are few of them; keep one copy of each.
 #[derive(Default, Debug)]
-pub struct ConsentInterner(HashMap<String, Arc<Map<String, Value>>>);
+pub struct ConsentInterner(Vec<Arc<Map<String, Value>>>);
 
 impl ConsentInterner {
+    const MAX: usize = 256;
+
     pub fn intern(&mut self, m: &Map<String, Value>) -> Arc<Map<String, Value>> {
-        let k = Value::Object(m.clone()).to_string();
-        self.0
-            .entry(k)
-            .or_insert_with(|| Arc::new(m.clone()))
-            .clone()
+        if let Some(found) = self.0.iter().find(|c| ***c == *m) {
+            return Arc::clone(found);
+        }
+        let new = Arc::new(m.clone());
+        if self.0.len() < Self::MAX {
+            self.0.push(Arc::clone(&new));
+        }
+        new
     }
 }
 
