@@ -1,0 +1,296 @@
+//! The identity stories of issue 5, told through the HTTP API: events in through `/v1/batch`,
+//! profiles out through `/v1/profiles`.
+
+mod identity_support;
+
+use axum::http::StatusCode;
+use identity_support::{Collector, fixture, identities, message_ids};
+use serde_json::json;
+
+#[tokio::test]
+async fn visitor_on_two_devices_who_logs_in_on_both_has_one_profile_with_every_event() {
+    let c = Collector::start();
+    let events = fixture("two_devices_then_login");
+    c.send(&events).await;
+
+    let by_laptop = c.profile("anonymous_id:anon-laptop").await;
+    for other in [
+        "anonymous_id:anon-phone",
+        "user_id:cust-42",
+        "email:ada%40example.com",
+        "email:ADA%40Example.com",
+    ] {
+        assert_eq!(
+            c.profile(other).await["id"],
+            by_laptop["id"],
+            "{other} is the same person"
+        );
+    }
+    assert_eq!(
+        identities(&by_laptop),
+        [
+            "anonymous_id:anon-laptop",
+            "anonymous_id:anon-phone",
+            "email:ada@example.com",
+            "user_id:cust-42"
+        ]
+    );
+    let computed = &by_laptop["computed"];
+    assert_eq!(computed["event_count"], 6);
+    assert_eq!(computed["page_views"], 2);
+    assert_eq!(computed["orders"], 1);
+    assert_eq!(computed["total_revenue"], 42.5);
+    assert_eq!(computed["first_seen"], "2026-11-20T09:00:00.000Z");
+    assert_eq!(computed["last_order_at"], "2026-11-22T08:05:00.000Z");
+    // Last write wins for traits; the first touch is kept.
+    assert_eq!(
+        by_laptop["traits"],
+        json!({"email": "Ada@Example.com", "name": "Ada Lovelace"})
+    );
+    assert_eq!(
+        by_laptop["first_touch"]["initial_referrer"],
+        "https://search.example/?q=kettle"
+    );
+    assert_eq!(by_laptop["first_touch"]["utm_campaign"], "winter-tea");
+    assert_eq!(
+        by_laptop["consent"]["categories"],
+        json!({"analytics": true, "marketing": true})
+    );
+    assert_eq!(by_laptop["consent"]["history"].as_array().unwrap().len(), 2);
+    assert_eq!(by_laptop["devices"].as_array().unwrap().len(), 2);
+
+    // The timeline has every event, pre-login anonymous ones included, newest first, across pages.
+    let timeline = c.timeline("user_id:cust-42", 4).await;
+    assert_eq!(
+        message_ids(&timeline),
+        [
+            "phone-order",
+            "phone-login",
+            "laptop-login",
+            "phone-1",
+            "laptop-2",
+            "laptop-1"
+        ]
+    );
+
+    let (status, merges) = c.get("/v1/profiles/user_id:cust-42/merges").await;
+    assert_eq!(status, StatusCode::OK);
+    let merges = merges["merges"].as_array().unwrap();
+    assert_eq!(
+        merges.len(),
+        1,
+        "the phone's profile joined the laptop's: {merges:?}"
+    );
+    assert_eq!(merges[0]["message_id"], "phone-login");
+    assert_eq!(merges[0]["rule"], "identify");
+    assert_eq!(merges[0]["survivor"], by_laptop["id"]);
+}
+
+#[tokio::test]
+async fn guest_checkout_then_account_with_that_email_is_one_profile_with_the_order() {
+    let c = Collector::start();
+    c.send(&fixture("guest_checkout_then_account")).await;
+
+    let by_user = c.profile("user_id:cust-7").await;
+    assert_eq!(
+        c.profile("anonymous_id:anon-guest").await["id"],
+        by_user["id"]
+    );
+    assert_eq!(
+        identities(&by_user),
+        [
+            "anonymous_id:anon-guest",
+            "email:grace@example.com",
+            "user_id:cust-7"
+        ]
+    );
+    assert_eq!(by_user["computed"]["orders"], 1);
+    assert_eq!(by_user["computed"]["total_revenue"], 59.9);
+    assert_eq!(by_user["computed"]["average_order_value"], 59.9);
+    assert_eq!(
+        message_ids(&c.timeline("user_id:cust-7", 10).await),
+        ["signup", "guest-order", "guest-1"]
+    );
+    // Why: the guest order brought the email, the account's identify matched it.
+    let added_by = |t: &str| {
+        by_user["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == t)
+            .unwrap()["added_by"]
+            .clone()
+    };
+    assert_eq!(
+        added_by("email"),
+        json!({"message_id": "guest-order", "rule": "email_on_event"})
+    );
+    assert_eq!(
+        added_by("user_id"),
+        json!({"message_id": "signup", "rule": "identify"})
+    );
+}
+
+#[tokio::test]
+async fn server_purchase_arriving_before_the_browser_identify_lands_on_the_same_profile() {
+    let events = fixture("guest_checkout_then_account");
+    let in_order = Collector::start();
+    in_order.send(&events).await;
+    let late = Collector::start();
+    late.send(&[events[2].clone()]).await;
+    late.send(&[events[1].clone()]).await;
+    late.send(&[events[0].clone()]).await;
+
+    let a = in_order.profile("user_id:cust-7").await;
+    let b = late.profile("user_id:cust-7").await;
+    assert_eq!(
+        a["id"], b["id"],
+        "the profile ID depends on the events, not their arrival"
+    );
+    assert_eq!(identities(&a), identities(&b));
+    assert_eq!(a["computed"], b["computed"]);
+    assert_eq!(b["computed"]["total_revenue"], 59.9);
+}
+
+#[tokio::test]
+async fn two_users_on_one_browser_without_reset_stay_two_profiles_and_the_log_says_why() {
+    let c = Collector::start();
+    c.send(&fixture("shared_browser_two_logins")).await;
+
+    let alice = c.profile("user_id:alice").await;
+    let bob = c.profile("user_id:bob").await;
+    assert_ne!(alice["id"], bob["id"], "two customers are never merged");
+    assert_eq!(
+        identities(&alice),
+        [
+            "anonymous_id:anon-kiosk",
+            "email:alice@example.com",
+            "user_id:alice"
+        ]
+    );
+    assert_eq!(identities(&bob), ["email:bob@example.com", "user_id:bob"]);
+    assert_eq!(alice["computed"]["total_revenue"], 10.0);
+    assert_eq!(bob["computed"]["total_revenue"], 99.0);
+    assert_eq!(
+        message_ids(&c.timeline("user_id:bob", 10).await),
+        ["bob-order", "bob-login"]
+    );
+
+    let (status, log) = c.get("/v1/profiles/user_id:bob/merges").await;
+    assert_eq!(status, StatusCode::OK);
+    let dropped = log["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert_eq!(dropped[0]["message_id"], "bob-login");
+    assert_eq!(
+        dropped[0]["identifier"],
+        json!({"type": "anonymous_id", "value": "anon-kiosk"})
+    );
+    assert_eq!(dropped[0]["rule"], "limit");
+    assert!(
+        dropped[0]["reason"].as_str().unwrap().contains("user_id"),
+        "{}",
+        dropped[0]["reason"]
+    );
+}
+
+#[tokio::test]
+async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_not_stored() {
+    let c = Collector::start();
+    c.send(&fixture("erasable_customer")).await;
+    c.send(&fixture("guest_checkout_then_account")).await;
+    let before = c.profile("email:erase.me%40example.com").await;
+
+    let (status, receipt) = c.delete("/v1/profiles/email:erase.me%40example.com").await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["profile_id"], before["id"]);
+    assert_eq!(receipt["deleted_events"], 3);
+    assert_eq!(receipt["deleted_identities"], 3);
+    assert!(
+        receipt["receipt_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("erasure_")
+    );
+    assert!(receipt["at"].as_str().unwrap().ends_with('Z'));
+    let mut suppressed: Vec<String> = receipt["suppressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    suppressed.sort();
+    assert_eq!(
+        suppressed,
+        [
+            "anonymous_id:anon-erase",
+            "email:erase.me@example.com",
+            "user_id:cust-erase"
+        ]
+    );
+
+    for id in [
+        "user_id:cust-erase",
+        "anonymous_id:anon-erase",
+        "email:erase.me%40example.com",
+    ] {
+        let (status, body) = c.get(&format!("/v1/profiles/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+    let (_, stored) = c.get("/v1/events?user_id=cust-erase").await;
+    assert_eq!(
+        stored["events"],
+        json!([]),
+        "the store holds nothing of theirs"
+    );
+    let (_, stored) = c.get("/v1/events?anonymous_id=anon-erase").await;
+    assert_eq!(stored["events"], json!([]));
+
+    // They come back: accepted on the wire, but nothing is stored or profiled.
+    c.send(&[
+        json!({"type": "page", "messageId": "after-1", "anonymousId": "anon-erase", "timestamp": "2026-11-23T10:00:00.000Z"}),
+        json!({"type": "identify", "messageId": "after-2", "userId": "cust-erase", "timestamp": "2026-11-23T10:01:00.000Z"}),
+        json!({"type": "identify", "messageId": "after-3", "userId": "new-id", "traits": {"email": "Erase.Me@example.com"}, "timestamp": "2026-11-23T10:02:00.000Z"}),
+    ])
+    .await;
+    let (_, stored) = c.get("/v1/events?anonymous_id=anon-erase").await;
+    assert_eq!(stored["events"], json!([]));
+    let (_, stored) = c.get("/v1/events?user_id=cust-erase").await;
+    assert_eq!(stored["events"], json!([]));
+    let (_, stored) = c.get("/v1/events?user_id=new-id").await;
+    assert_eq!(
+        stored["events"],
+        json!([]),
+        "an erased email is suppressed too"
+    );
+    let (status, _) = c.get("/v1/profiles/user_id:cust-erase").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Other people are untouched.
+    assert_eq!(
+        c.profile("user_id:cust-7").await["computed"]["total_revenue"],
+        59.9
+    );
+}
+
+#[tokio::test]
+async fn profiles_survive_a_restart_and_keep_stitching_afterwards() {
+    let c = Collector::start();
+    let events = fixture("two_devices_then_login");
+    c.send(&events[..4]).await;
+    let before = c.profile("user_id:cust-42").await;
+
+    let c = c.restart();
+    let after = c.profile("user_id:cust-42").await;
+    assert_eq!(after, before, "the view on disk rebuilds the same profile");
+    c.send(&events[4..]).await;
+    let later = c.profile("anonymous_id:anon-phone").await;
+    assert_eq!(later["id"], before["id"]);
+    assert_eq!(later["computed"]["event_count"], 6);
+}
