@@ -5,7 +5,10 @@
    no sessionStorage) until the visitor has accepted at least one optional consent category;
    until then, and after "Reject all", the cart and sign-in live in memory for the open page
    only and the banner asks again on the next page. After acceptance they are kept in
-   localStorage under "kc-shop". */
+   localStorage under "kc-shop".
+
+   Calls go through window.seam at call time: it is the stub snippet's array until the SDK loads
+   and the real API afterwards. */
 (function () {
   "use strict";
 
@@ -13,7 +16,6 @@
   var CURRENCY = "EUR";
   var OPTIONAL = ["analytics", "marketing", "personalization"];
   var products = window.KC_PRODUCTS || [];
-  var seam = window.seam;
   var sdkTag = document.querySelector("script[data-write-key]");
   var consentMode = (sdkTag && sdkTag.getAttribute("data-consent")) || "opt-out";
 
@@ -159,7 +161,7 @@
       ])
     ]));
     on("logout", "click", function () {
-      seam.reset();
+      window.seam.reset();
       state.customer = null;
       state.cart = [];
       state.cartId = null;
@@ -194,7 +196,7 @@
     var prefs = { necessary: true };
     OPTIONAL.forEach(function (c) { prefs[c] = choice[c] === true; });
     state.consent = prefs;
-    seam.consent(prefs);
+    window.seam.consent(prefs);
     save();
     hideBanner();
   }
@@ -262,7 +264,7 @@
     var props = specProduct(p, quantity);
     props.cart_id = state.cartId;
     props.currency = CURRENCY;
-    seam.track("Product Added", props);
+    window.seam.track("Product Added", props);
     renderHeader();
   }
 
@@ -286,14 +288,14 @@
   }
 
   function pageHome() {
-    seam.page("Home");
+    window.seam.page("Home");
     renderGrid("featured", products.slice(0, 4));
   }
 
   function pageProducts() {
-    seam.page("Products");
+    window.seam.page("Products");
     renderGrid("all-products", products);
-    seam.track("Product List Viewed", {
+    window.seam.track("Product List Viewed", {
       list_id: "all", category: "All",
       products: products.map(function (p, i) { return specProduct(p, 1, i + 1); })
     });
@@ -304,16 +306,16 @@
     var p = product(id);
     var main = document.getElementById("product");
     if (!p) {
-      seam.page("Product not found");
+      window.seam.page("Product not found");
       main.appendChild(el("p", {}, ["We could not find that product. ", el("a", { href: "/products.html" }, ["Back to the shop"])]));
       return;
     }
     document.title = p.name + " · Kettle & Crane";
-    seam.page("Product", p.name, { product_id: p.id });
+    window.seam.page("Product", p.name, { product_id: p.id });
     var props = specProduct(p, 1);
     props.currency = CURRENCY;
     props.value = p.price;
-    seam.track("Product Viewed", props);
+    window.seam.track("Product Viewed", props);
     var qty = el("input", { type: "number", min: "1", max: "20", value: "1", id: "quantity", "aria-label": "Quantity" });
     var add = el("button", { type: "button", class: "btn", id: "add-to-cart" }, ["Add to cart"]);
     var note = el("p", { class: "added", id: "added-note", role: "status" });
@@ -367,8 +369,8 @@
   }
 
   function pageCart() {
-    seam.page("Cart");
-    seam.track("Cart Viewed", { cart_id: state.cartId, products: specProducts(), currency: CURRENCY });
+    window.seam.page("Cart");
+    window.seam.track("Cart Viewed", { cart_id: state.cartId, products: specProducts(), currency: CURRENCY });
     renderCart();
   }
 
@@ -377,7 +379,7 @@
   }
 
   function pageCheckout() {
-    seam.page("Checkout");
+    window.seam.page("Checkout");
     var main = document.getElementById("checkout");
     var lines = cartLines();
     if (!lines.length) {
@@ -392,7 +394,7 @@
     var shipping = shippingFor(sub);
     var tax = round2(sub - sub / 1.2);
     var total = round2(sub + shipping);
-    seam.track("Checkout Started", {
+    window.seam.track("Checkout Started", {
       order_id: orderId, cart_id: state.cartId, value: total, revenue: sub, shipping: shipping, tax: tax,
       currency: CURRENCY, products: specProducts()
     });
@@ -417,7 +419,7 @@
         subtotal: sub, revenue: sub, shipping: shipping, tax: tax, currency: CURRENCY, products: specProducts()
       };
       if (!state.customer) props.email = email.value.trim();
-      seam.track("Order Completed", props);
+      window.seam.track("Order Completed", props);
       state.cart = [];
       state.cartId = null;
       save();
@@ -433,7 +435,7 @@
   }
 
   function pageLogin() {
-    seam.page("Sign in");
+    window.seam.page("Sign in");
     var form = document.getElementById("login-form");
     var done = document.getElementById("login-done");
     function showDone() {
@@ -449,7 +451,7 @@
       if (!email) return;
       var userId = userIdFor(email);
       state.customer = { userId: userId, email: email, name: name };
-      seam.identify(userId, { email: email, name: name });
+      window.seam.identify(userId, { email: email, name: name });
       save();
       renderHeader();
       showDone();

@@ -560,14 +560,17 @@ pub fn screenshot_dir() -> PathBuf {
 }
 
 impl Browser {
-    /// Opens `url` and waits until the seam SDK has replaced the stub snippet's array.
+    /// Opens `url` and waits until the seam SDK is running.
     pub async fn open(&self, url: &str) {
         self.client
             .goto(url)
             .await
             .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+        // Until the wasm has started, the loader's API queues calls and returns nothing; `user()`
+        // answering an object means the SDK is running (the queued probes replay harmlessly).
         self.wait_for_js(
-            "window.seam && !Array.isArray(window.seam) && document.readyState === 'complete'",
+            "document.readyState === 'complete' && !Array.isArray(window.seam) \
+             && typeof window.seam.user === 'function' && typeof window.seam.user() === 'object'",
             Duration::from_secs(20),
         )
         .await;
