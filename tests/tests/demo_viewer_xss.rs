@@ -9,7 +9,6 @@ const IMG: &str = "<img src=x onerror=\"window.__pwned = 'img'\">";
 const SCRIPT: &str = "<script>window.__pwned = 'script'</script>";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the collector's ingestion routes and the profile API, not landed yet"]
 async fn hostile_traits_render_as_text_in_the_viewer_and_run_nothing() {
     let collector = DemoCollector::start().await;
     let identify = json!({
