@@ -352,8 +352,8 @@
 
     root.appendChild(el("section", { class: "panel", id: "identity" }, [
       el("h2", {}, ["Identity graph"]),
-      graph(p, events),
-      identityTable(p, events),
+      graph(p, events, joins(merges)),
+      identityTable(p, events, joins(merges)),
       mergeList(merges)
     ]));
 
@@ -392,12 +392,24 @@
     return out;
   }
 
-  function joinedBy(i) {
-    var rule = i.added_by && i.added_by.rule;
-    return rule ? str(rule) : "first event";
+  /* How an identifier joined this person: through a merge when one brought it over, otherwise
+     the rule and event that first added it. */
+  function joins(merges) {
+    var out = {};
+    ((merges && merges.merges) || []).forEach(function (m) {
+      (m.identifiers || []).forEach(function (i) {
+        out[identifier(i)] = { rule: str(m.rule) + " merge", at: m.at, message_id: m.message_id };
+      });
+    });
+    return function (i) {
+      var merged = out[identifier(i)];
+      if (merged) return merged;
+      var by = i.added_by || {};
+      return { rule: by.rule ? str(by.rule) : "first event", at: i.first_seen, message_id: by.message_id };
+    };
   }
 
-  function graph(p, events) {
+  function graph(p, events, joinOf) {
     var ids = p.identities || [];
     var anon = ids.filter(function (i) { return i.type === "anonymous_id"; });
     var known = ids.filter(function (i) { return i.type !== "anonymous_id"; });
@@ -415,12 +427,12 @@
         var edgeX = side < 0 ? x + 150 : x - 150;
         var g = svg("g", { class: "node " + i.type.replace(/[^a-z_]/gi, ""), "data-identity": identifier(i) });
         g.appendChild(svg("title", {}, [
-          identifier(i) + "\njoined by " + joinedBy(i) + (i.added_by && i.added_by.message_id ? " (event " + str(i.added_by.message_id) + ")" : "") +
+          identifier(i) + "\njoined by " + joinOf(i).rule + (joinOf(i).message_id ? " (event " + str(joinOf(i).message_id) + ")" : "") +
           "\nfirst seen " + when(i.first_seen) + "\nlast seen " + when(i.last_seen)
         ]));
         g.appendChild(svg("path", { class: "edge", d: "M" + edgeX + " " + y + " C " + (edgeX + cx) / 2 + " " + y + ", " + (edgeX + cx) / 2 + " " + cy + ", " + (cx + side * 70) + " " + cy }));
-        var mid = (edgeX + cx + side * 70) / 2;
-        g.appendChild(svg("text", { class: "edge-label", x: mid, y: (y + cy) / 2 - 6, "text-anchor": "middle" }, [joinedBy(i) + " · " + when(i.first_seen).slice(11, 19)]));
+        // Labels sit by the identifier's end of the edge, so they never cover the hub.
+        g.appendChild(svg("text", { class: "edge-label", x: edgeX - side * 10, y: y - 8, "text-anchor": side < 0 ? "start" : "end" }, [joinOf(i).rule + " · " + when(joinOf(i).at).slice(11, 19)]));
         g.appendChild(svg("rect", { x: x - 150, y: y - 26, width: 300, height: 52, rx: 10, class: "box" }));
         g.appendChild(svg("text", { x: x, y: y - 6, "text-anchor": "middle", class: "kind" }, [
           i.type === "anonymous_id" ? "anonymous ID · " + device(devs[i.value]) : i.type.replace("_", " ")
@@ -437,7 +449,7 @@
     return el("div", { class: "graph-wrap" }, [s]);
   }
 
-  function identityTable(p, events) {
+  function identityTable(p, events, joinOf) {
     var devs = devicesByAnonymousId(events);
     var ids = p.identities || [];
     var rows = ids.map(function (i) {
@@ -445,14 +457,14 @@
         el("td", {}, [el("span", { class: "pill " + (i.type === "anonymous_id" ? "anon" : "known") }, [i.type])]),
         el("td", { class: "mono" }, [link(identifier(i), [str(i.value)])]),
         el("td", {}, [i.type === "anonymous_id" ? device(devs[i.value]) : ""]),
-        el("td", {}, [joinedBy(i)]),
-        el("td", { class: "mono small" }, [i.added_by && i.added_by.message_id ? short(i.added_by.message_id, 18) : "—"]),
+        el("td", {}, [joinOf(i).rule]),
+        el("td", { class: "mono small", title: str(joinOf(i).message_id) }, [joinOf(i).message_id ? short(joinOf(i).message_id, 18) : "—"]),
         el("td", {}, [when(i.first_seen)]),
         el("td", {}, [when(i.last_seen)])
       ]);
     });
     var table = el("table", { class: "grid-table", id: "identities" }, [
-      el("thead", {}, [el("tr", {}, ["Type", "Value", "Device", "Joined by", "Event", "First seen", "Last seen"].map(function (h) { return el("th", {}, [h]); }))]),
+      el("thead", {}, [el("tr", {}, ["Type", "Value", "Device", "Joined by", "By event", "First seen", "Last seen"].map(function (h) { return el("th", {}, [h]); }))]),
       el("tbody", {}, rows)
     ]);
     var devices = (p.devices || []).map(function (d) {

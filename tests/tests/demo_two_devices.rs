@@ -29,6 +29,9 @@ async fn two_devices_sign_in_and_buy_then_the_viewer_shows_one_stitched_profile(
     let mut anonymous = Vec::new();
     for device in [&laptop, &phone] {
         device.open(&collector.url("/")).await;
+        if std::ptr::eq(device, &laptop) {
+            laptop.screenshot("storefront").await;
+        }
         device.click("#consent-accept-all").await;
         device.open(&collector.url("/product.html?id=kc-mug")).await;
         anonymous.push(device.anonymous_id().await);
@@ -41,7 +44,7 @@ async fn two_devices_sign_in_and_buy_then_the_viewer_shows_one_stitched_profile(
             WAIT,
         )
         .await;
-    laptop.screenshot("storefront").await;
+    laptop.screenshot("storefront-product").await;
 
     // The same customer signs in on both.
     for device in [&laptop, &phone] {
