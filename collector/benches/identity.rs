@@ -4,8 +4,8 @@
 //! Size is set by `SEAM_BENCH_EVENTS` (default 1,000,000) and `SEAM_BENCH_PROFILES` (100,000).
 
 use seam_collector::identity::{Engine, EventInput, IdType, Identifier, Identity, IdentityConfig};
-use seam_collector::store::StoredEvent;
 use seam_collector::store::sqlite::SqliteStore;
+use seam_collector::store::{NewEvent, Store, Write};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +99,58 @@ fn arrival_order(mut events: Vec<Value>) -> Vec<Value> {
     events
 }
 
+/// Posts every body to `/v1/batch` from 4 concurrent senders; returns seconds until all were
+/// acknowledged and until identity (when on) had applied them all.
+async fn ingest(resolution: bool, bodies: &[String]) -> (f64, f64) {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use seam_collector::{AppState, Config, Sources};
+    use tower::ServiceExt;
+
+    let dir = std::env::temp_dir().join(format!(
+        "seam-ingest-bench-{}-{resolution}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = Config::new(&dir).with_write_key("wk_bench");
+    let state = if resolution {
+        AppState::open(&config).expect("collector")
+    } else {
+        let store = Arc::new(SqliteStore::open(&dir).expect("store"));
+        AppState::with_store(&config, Sources::load(&config).expect("sources"), store)
+    };
+    let app = seam_collector::app(state.clone());
+    let t = Instant::now();
+    let senders: Vec<_> = (0..4)
+        .map(|k| {
+            let app = app.clone();
+            let mine: Vec<String> = bodies.iter().skip(k).step_by(4).cloned().collect();
+            tokio::spawn(async move {
+                for body in mine {
+                    let req = Request::post("/v1/batch")
+                        .header("content-type", "application/json")
+                        .body(Body::from(body))
+                        .expect("request");
+                    let resp = app.clone().oneshot(req).await.expect("response");
+                    assert_eq!(resp.status(), StatusCode::OK);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let acked = t.elapsed().as_secs_f64();
+    if let Some(identity) = &state.identity {
+        identity.sync().await.expect("identity catches up");
+    }
+    let caught_up = t.elapsed().as_secs_f64();
+    drop((app, state));
+    let _ = std::fs::remove_dir_all(&dir);
+    (acked, caught_up)
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
@@ -154,39 +206,50 @@ fn main() {
     // 2. Reads with `total` events and `profiles` profiles stored.
     let dir = std::env::temp_dir().join(format!("seam-identity-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = Arc::new(SqliteStore::open(&dir).expect("store"));
-    let identity = Identity::open(&dir, config.clone(), store).expect("identity");
     let per = (total / profiles).max(2);
-    let mut applied = Duration::ZERO;
-    let mut seq = 0u64;
+    let mut stored = 0usize;
+    let t = Instant::now();
     // Generated a thousand people at a time, so the history never sits in memory as JSON.
     for start in (0..profiles).step_by(1000) {
         let events = arrival_order(traffic(start..(start + 1000).min(profiles), per));
-        let batches: Vec<Vec<StoredEvent>> = events
-            .chunks(1000)
-            .map(|chunk| {
-                chunk
+        for chunk in events.chunks(1000) {
+            let write = Write {
+                events: chunk
                     .iter()
-                    .map(|m| {
-                        seq += 1;
-                        StoredEvent {
-                            seq,
-                            write_key: "wk".into(),
-                            message: m.clone(),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let t = Instant::now();
-        for batch in &batches {
-            identity.apply(batch).expect("apply");
+                    .map(|m| NewEvent::new("wk", BASE_MS, m.as_object().expect("object").clone()))
+                    .collect(),
+                failed: Vec::new(),
+            };
+            stored += chunk.len();
+            runtime.block_on(store.append(write)).expect("append");
         }
-        applied += t.elapsed();
     }
+    eprintln!(
+        "stored {stored} events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let identity = Identity::open(&dir, config.clone(), store).expect("identity");
+    runtime.block_on(identity.sync()).expect("catch up");
     rows.push((
-        format!("apply + persist, {seq} events in batches of 1000"),
-        format!("{:.0} events/s", seq as f64 / applied.as_secs_f64()),
+        format!("catch-up from the store, {stored} events"),
+        format!("{:.0} events/s", stored as f64 / t.elapsed().as_secs_f64()),
+        String::new(),
+    ));
+    identity.save().expect("save");
+    drop(identity);
+    let store = Arc::new(SqliteStore::open(&dir).expect("store"));
+    let t = Instant::now();
+    let identity = Identity::open(&dir, config.clone(), store).expect("identity");
+    runtime.block_on(identity.sync()).expect("catch up");
+    rows.push((
+        "restart: load saved graph".into(),
+        format!("{:.2} s", t.elapsed().as_secs_f64()),
         String::new(),
     ));
     let stored_profiles = identity.search(None, None, 1).0.len();
@@ -219,8 +282,8 @@ fn main() {
         }
         lookups.push(took);
         let t = Instant::now();
-        let page = identity
-            .timeline(&id, None, 50)
+        let page = runtime
+            .block_on(identity.timeline(&id, None, 50))
             .expect("timeline")
             .expect("known");
         let body = json!({"events": page.0, "next_cursor": page.1}).to_string();
@@ -251,6 +314,41 @@ fn main() {
 
     drop(identity);
     let _ = std::fs::remove_dir_all(&dir);
+
+    // 3. HTTP ingestion with identity resolution following the store, against ingestion alone.
+    let n_ingest = env_usize("SEAM_BENCH_INGEST_EVENTS", 100_000);
+    let bodies: Vec<String> = traffic(0..n_ingest / 10, 10)
+        .chunks(100)
+        .map(|b| json!({"writeKey": "wk_bench", "batch": b}).to_string())
+        .collect();
+    let mut best = [(f64::MAX, f64::MAX); 2];
+    for round in 0..4 {
+        let on = round % 2 == 1;
+        let (acked, caught_up) = runtime.block_on(ingest(on, &bodies));
+        let b = &mut best[on as usize];
+        *b = (b.0.min(acked), b.1.min(caught_up));
+    }
+    let rate = |secs: f64| n_ingest as f64 / secs;
+    rows.push((
+        format!("ingest, resolution off ({n_ingest} events, best of 2)"),
+        format!("{:.0} events/s", rate(best[0].0)),
+        String::new(),
+    ));
+    rows.push((
+        "ingest, resolution on (acknowledged)".into(),
+        format!("{:.0} events/s", rate(best[1].0)),
+        String::new(),
+    ));
+    rows.push((
+        "  ratio on/off (acknowledged)".into(),
+        format!("{:.0}%", 100.0 * best[0].0 / best[1].0),
+        "≥ 80%".into(),
+    ));
+    rows.push((
+        "  ratio on/off (until profiles caught up)".into(),
+        format!("{:.0}%", 100.0 * best[0].0 / best[1].1),
+        String::new(),
+    ));
 
     println!("\nidentity benchmark ({total} events, {profiles} profiles)\n");
     println!(

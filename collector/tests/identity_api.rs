@@ -44,8 +44,10 @@ async fn malformed_identifiers_are_bad_requests_and_unknown_ones_not_found() {
     );
     let (status, _) = c.delete("/v1/profiles/user_id:nobody").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = c.get("/v1/profiles/user_id:x/events?cursor=zzz").await;
+    c.send(&fixture("guest_checkout_then_account")).await;
+    let (status, body) = c.get("/v1/profiles/user_id:cust-7/events?cursor=zzz").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_cursor");
 }
 
 #[tokio::test]

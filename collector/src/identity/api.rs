@@ -91,18 +91,11 @@ async fn events(
     let identity = ready(&state).await?;
     let id = parse_id(&identity, &raw)?;
     let page = crate::admin::page_request(q.limit.as_deref(), q.cursor)?;
-    let before = crate::store::parse_seq_cursor(&page.cursor)?;
-    let found = {
-        let identity = Arc::clone(&identity);
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || identity.timeline(&id, before, page.limit))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
-    };
-    let (events, next) = found.ok_or_else(|| unknown(&id))?;
-    Ok(Json(
-        json!({"events": events, "next_cursor": next.map(|s| s.to_string())}),
-    ))
+    let (events, next) = identity
+        .timeline(&id, page.cursor, page.limit)
+        .await?
+        .ok_or_else(|| unknown(&id))?;
+    Ok(Json(json!({"events": events, "next_cursor": next})))
 }
 
 async fn search(
@@ -145,12 +138,6 @@ async fn export(
 ) -> Result<Json<Value>, ApiError> {
     let identity = ready(&state).await?;
     let id = parse_id(&identity, &raw)?;
-    let out = {
-        let identity = Arc::clone(&identity);
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || identity.export(&id))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??
-    };
+    let out = identity.export(&id).await?;
     out.map(Json).ok_or_else(|| unknown(&id))
 }

@@ -1,6 +1,7 @@
-//! The identity view on disk (`identity.sqlite` in the data dir): each applied event filed under
-//! its link, the watermark of the last applied store `seq`, suppressed identifiers and erasure
-//! receipts. It is derived from the event log: whatever is missing is replayed at start-up.
+//! The identity view on disk (`identity.sqlite` in the data dir): the saved links of the graph
+//! (identifiers, earliest event, aggregate), the watermark of the store `seq` they include,
+//! suppressed identifiers and erasure receipts. It is derived from the event log: events after
+//! the watermark are replayed from the store at start-up, so it is saved lazily.
 
 use super::ident::{IdType, Identifier};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -11,8 +12,7 @@ const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, link INTEGER NOT NULL, json TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_link ON events (link, seq);
+CREATE TABLE IF NOT EXISTS links (stable INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS suppressed (type TEXT NOT NULL, value TEXT NOT NULL, at TEXT NOT NULL,
     receipt_id TEXT NOT NULL, PRIMARY KEY (type, value)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS receipts (receipt_id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
@@ -73,16 +73,16 @@ impl Db {
         })
     }
 
-    /// Files applied events under their links and moves the watermark, in one transaction.
-    pub fn append(&self, rows: &[(u64, i64, String)], watermark: u64) -> DbResult<()> {
+    /// Saves changed links and moves the watermark, in one transaction.
+    pub fn save(&self, links: &[(i64, String)], watermark: u64) -> DbResult<()> {
         self.write(|c| {
             let tx = c.transaction()?;
             {
                 let mut ins = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO events (seq, link, json) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO links (stable, json) VALUES (?1, ?2)",
                 )?;
-                for (seq, link, json) in rows {
-                    ins.execute(params![*seq as i64, link, json])?;
+                for (stable, json) in links {
+                    ins.execute(params![stable, json])?;
                 }
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('watermark', ?1)
@@ -94,65 +94,32 @@ impl Db {
         })
     }
 
-    /// Every filed event, oldest first, for rebuilding the graph at start-up.
-    pub fn for_each_event(&self, mut f: impl FnMut(u64, &str)) -> DbResult<()> {
+    /// Every saved link, for rebuilding the graph at start-up.
+    pub fn for_each_link(&self, mut f: impl FnMut(&str)) -> DbResult<()> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT seq, json FROM events ORDER BY seq")?;
+            let mut st = c.prepare("SELECT json FROM links")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let seq: i64 = r.get(0)?;
-                let json: String = r
-                    .get_ref(1)?
-                    .as_str()
-                    .map_err(rusqlite::Error::from)?
-                    .to_owned();
-                f(seq as u64, &json);
+                f(r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
             }
             Ok(())
         })
     }
 
-    /// Events of the given links, newest first, with `seq` below `before`.
-    pub fn timeline(
-        &self,
-        links: &[i64],
-        before: Option<u64>,
-        limit: usize,
-    ) -> DbResult<Vec<(u64, String)>> {
-        if links.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list: Vec<String> = links.iter().map(i64::to_string).collect();
-        let sql = format!(
-            "SELECT seq, json FROM events WHERE link IN ({}) AND seq < ?1 ORDER BY seq DESC LIMIT ?2",
-            list.join(",")
-        );
-        self.read(|c| {
-            let mut st = c.prepare_cached(&sql)?;
-            let rows = st.query_map(
-                params![before.map_or(i64::MAX, |b| b as i64), limit as i64],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
-            )?;
-            rows.collect()
-        })
-    }
-
-    /// Suppresses the identifiers and deletes the events of the given links; returns how many
-    /// events were deleted. Suppression and deletion commit together.
+    /// Suppresses the identifiers and deletes the given links, together.
     pub fn erase(
         &self,
         links: &[i64],
         ids: &[Identifier],
         at: &str,
         receipt_id: &str,
-    ) -> DbResult<u64> {
+    ) -> DbResult<()> {
         self.write(|c| {
             let tx = c.transaction()?;
-            let mut deleted = 0;
             {
-                let mut del = tx.prepare_cached("DELETE FROM events WHERE link = ?1")?;
+                let mut del = tx.prepare_cached("DELETE FROM links WHERE stable = ?1")?;
                 for l in links {
-                    deleted += del.execute([l])? as u64;
+                    del.execute([l])?;
                 }
                 let mut sup = tx.prepare_cached(
                     "INSERT OR REPLACE INTO suppressed (type, value, at, receipt_id) VALUES (?1, ?2, ?3, ?4)",
@@ -161,8 +128,7 @@ impl Db {
                     sup.execute(params![id.kind.as_str(), id.value, at, receipt_id])?;
                 }
             }
-            tx.commit()?;
-            Ok(deleted)
+            tx.commit()
         })
     }
 

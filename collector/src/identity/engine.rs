@@ -163,6 +163,8 @@ pub struct Engine {
     /// Values of live identifiers, for prefix search.
     search: BTreeSet<(String, NodeId)>,
     interner: ConsentInterner,
+    /// Links whose saved form is out of date.
+    dirty: HashSet<LinkId>,
     order_gen: u64,
     rfm: Mutex<RfmCache>,
     /// How stale RFM quintiles may get before a read rebuilds them.
@@ -182,6 +184,7 @@ impl Engine {
             next_prof: 1,
             search: BTreeSet::new(),
             interner: ConsentInterner::default(),
+            dirty: HashSet::new(),
             order_gen: 0,
             rfm: Mutex::new(RfmCache::default()),
             rfm_refresh: Duration::from_secs(1),
@@ -255,21 +258,13 @@ impl Engine {
         if e.ids.is_empty() {
             return None;
         }
-        let mut nodes: Vec<NodeId> = e.ids.iter().map(|id| self.intern(id)).collect();
-        for &n in &nodes {
-            let node = &mut self.nodes[n as usize];
-            node.first_seen = node.first_seen.min(e.ts);
-            node.last_seen = node.last_seen.max(e.ts);
-        }
-        nodes.sort_by(|a, b| {
-            let (na, nb) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
-            (na.priority, &na.id).cmp(&(nb.priority, &nb.id))
-        });
+        let nodes = self.node_set(&e.ids, e.ts, e.ts);
         let key = e.key();
         if e.is_order() {
             self.order_gen += 1;
         }
         if let Some(&l) = self.link_index.get(&nodes) {
+            self.dirty.insert(l);
             let link = &mut self.links[l as usize];
             link.agg.add(e, &key, &mut self.interner);
             let stable = link.stable;
@@ -284,6 +279,45 @@ impl Engine {
             }
             return Some(stable);
         }
+        let mut agg = Aggregate::default();
+        agg.add(e, &key, &mut self.interner);
+        let (l, in_order) = self.add_link(nodes, link_stable(&e.ids), key.clone(), e.rule, agg);
+        self.dirty.insert(l);
+        let comp = self.links[l as usize].comp;
+        if in_order {
+            self.comps[comp as usize].max_key = Some(key);
+            self.resolve(l);
+        } else {
+            self.replay(comp);
+        }
+        Some(self.links[l as usize].stable)
+    }
+
+    /// Interns identifiers seen between `first` and `last`; sorted lowest priority last.
+    fn node_set(&mut self, ids: &[Identifier], first: i64, last: i64) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = ids.iter().map(|id| self.intern(id)).collect();
+        for &n in &nodes {
+            let node = &mut self.nodes[n as usize];
+            node.first_seen = node.first_seen.min(first);
+            node.last_seen = node.last_seen.max(last);
+        }
+        nodes.sort_by(|a, b| {
+            let (na, nb) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
+            (na.priority, &na.id).cmp(&(nb.priority, &nb.id))
+        });
+        nodes
+    }
+
+    /// Adds an unresolved link, joining the components of its identifiers. Also says whether it
+    /// comes after everything already in those components.
+    fn add_link(
+        &mut self,
+        nodes: Vec<NodeId>,
+        stable: i64,
+        key: EventKey,
+        rule: Rule,
+        agg: Aggregate,
+    ) -> (LinkId, bool) {
         let mut comp = self.nodes[nodes[0] as usize].comp;
         let mut in_order = true;
         for &n in &nodes {
@@ -298,13 +332,11 @@ impl Engine {
             comp = self.union(comp, c);
         }
         let l = self.links.len() as LinkId;
-        let mut agg = Aggregate::default();
-        agg.add(e, &key, &mut self.interner);
         self.links.push(Link {
             nodes: nodes.clone(),
-            stable: link_stable(&e.ids),
-            key: key.clone(),
-            rule: e.rule,
+            stable,
+            key,
+            rule,
             agg,
             profile: None,
             comp,
@@ -312,13 +344,73 @@ impl Engine {
         });
         self.link_index.insert(nodes, l);
         self.comps[comp as usize].links.push(l);
-        if in_order {
-            self.comps[comp as usize].max_key = Some(key);
-            self.resolve(l);
-        } else {
-            self.replay(comp);
+        (l, in_order)
+    }
+
+    /// Restores a link saved by [`Engine::take_dirty`]; call [`Engine::finish_restore`] after the
+    /// last one.
+    pub fn restore(&mut self, saved: &Value) -> Option<()> {
+        let ids: Vec<Identifier> = saved
+            .get("ids")?
+            .as_array()?
+            .iter()
+            .map(|pair| {
+                let kind = IdType::parse(pair.get(0)?.as_str()?).ok()?;
+                Some(Identifier {
+                    kind,
+                    value: pair.get(1)?.as_str()?.to_string(),
+                })
+            })
+            .collect::<Option<_>>()?;
+        let key = saved.get("key")?;
+        let key = (key.get(0)?.as_i64()?, key.get(1)?.as_str()?.to_string());
+        let rule = Rule::parse(saved.get("rule")?.as_str()?)?;
+        let agg = Aggregate::from_json(saved.get("agg")?, &mut self.interner);
+        if ids.is_empty() || agg.event_count == 0 {
+            return None;
         }
-        Some(self.links[l as usize].stable)
+        let nodes = self.node_set(&ids, agg.first_seen?, agg.last_seen?);
+        if self.link_index.contains_key(&nodes) {
+            return None;
+        }
+        self.add_link(nodes, link_stable(&ids), key, rule, agg);
+        Some(())
+    }
+
+    /// Resolves every restored component.
+    pub fn finish_restore(&mut self) {
+        for c in 0..self.comps.len() {
+            if !self.comps[c].links.is_empty() {
+                self.replay(c as CompId);
+            }
+        }
+        self.dirty.clear();
+    }
+
+    /// Links changed since the last call, as `(stable ID, saved form)`.
+    pub fn take_dirty(&mut self) -> Vec<(i64, String)> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for l in self.dirty.drain() {
+            let link = &self.links[l as usize];
+            if !link.live {
+                continue;
+            }
+            let ids: Vec<Value> = link
+                .nodes
+                .iter()
+                .map(|n| {
+                    let id = &self.nodes[*n as usize].id;
+                    json!([id.kind.as_str(), id.value])
+                })
+                .collect();
+            let saved = json!({"ids": ids, "key": [link.key.0, link.key.1], "rule": link.rule.as_str(), "agg": link.agg.to_json()});
+            out.push((link.stable, saved.to_string()));
+        }
+        out
+    }
+
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.len()
     }
 
     /// Re-resolves every link of a component in event-key order from scratch.
@@ -702,6 +794,7 @@ impl Engine {
             if link.live && (link.profile == Some(p) || link.nodes.iter().any(|n| gone.contains(n)))
             {
                 link.live = false;
+                self.dirty.remove(&l);
                 links.push(link.stable);
                 let nodes = link.nodes.clone();
                 self.link_index.remove(&nodes);
@@ -938,6 +1031,26 @@ mod tests {
                 let (sa, sb) = (snapshot(&a), snapshot(&b));
                 prop_assert!(!sa.is_empty());
                 prop_assert_eq!(sa, sb);
+            }
+
+            #[test]
+            fn a_saved_graph_restores_to_the_same_profiles(
+                events in prop::collection::vec(event(), 1..24)
+            ) {
+                let config = IdentityConfig::default();
+                let mut a = Engine::new(config.clone());
+                for (i, m) in events.iter().enumerate() {
+                    let mut m = m.clone();
+                    m["messageId"] = json!(format!("m{i:02}"));
+                    a.apply(&EventInput::from_message(&m, &config));
+                }
+                let mut b = Engine::new(config.clone());
+                for (_, saved) in a.take_dirty() {
+                    let saved: Value = serde_json::from_str(&saved).unwrap();
+                    prop_assert!(b.restore(&saved).is_some());
+                }
+                b.finish_restore();
+                prop_assert_eq!(snapshot(&a), snapshot(&b));
             }
         }
     }

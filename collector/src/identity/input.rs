@@ -16,6 +16,12 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub fn parse(s: &str) -> Option<Rule> {
+        [Rule::Identify, Rule::Alias, Rule::EmailOnEvent, Rule::Event]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Identify => "identify",

@@ -125,6 +125,71 @@ impl Aggregate {
         }
     }
 
+    /// The form kept in the identity view.
+    pub fn to_json(&self) -> Value {
+        let keyed = |m: &HashMap<String, (EventKey, Value)>| -> Value {
+            m.iter()
+                .map(|(k, ((t, id), v))| (k.clone(), json!([t, id, v])))
+                .collect::<Map<_, _>>()
+                .into()
+        };
+        // Every observation, not only this link's changes: another link of the same profile may
+        // interleave a different state.
+        let consent: Vec<Value> = self
+            .consent
+            .iter()
+            .map(|((t, id), c)| json!([t, id, **c]))
+            .collect();
+        json!({
+            "f": self.first_seen, "l": self.last_seen, "n": self.event_count, "pv": self.page_views,
+            "s": self.sessions,
+            "o": self.orders.iter().map(|(k, (t, r))| (k.clone(), json!([t, r]))).collect::<Map<_, _>>(),
+            "t": keyed(&self.traits), "ft": keyed(&self.first_touch), "c": consent,
+            "d": self.devices.iter().map(|(k, (f, l))| (k.clone(), json!([f, l]))).collect::<Map<_, _>>(),
+        })
+    }
+
+    /// Reads [`Aggregate::to_json`]; parts that do not parse are left empty.
+    pub fn from_json(v: &Value, interner: &mut ConsentInterner) -> Aggregate {
+        let obj = |k: &str| v.get(k).and_then(Value::as_object).into_iter().flatten();
+        let key = |a: &Value| -> Option<EventKey> {
+            Some((a.get(0)?.as_i64()?, a.get(1)?.as_str()?.to_string()))
+        };
+        let keyed = |k: &str| -> HashMap<String, (EventKey, Value)> {
+            obj(k)
+                .filter_map(|(name, a)| Some((name.clone(), (key(a)?, a.get(2)?.clone()))))
+                .collect()
+        };
+        Aggregate {
+            first_seen: v.get("f").and_then(Value::as_i64),
+            last_seen: v.get("l").and_then(Value::as_i64),
+            event_count: v.get("n").and_then(Value::as_u64).unwrap_or(0),
+            page_views: v.get("pv").and_then(Value::as_u64).unwrap_or(0),
+            sessions: v
+                .get("s")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            orders: obj("o")
+                .filter_map(|(k, a)| Some((k.clone(), (a.get(0)?.as_i64()?, a.get(1)?.as_f64()?))))
+                .collect(),
+            traits: keyed("t"),
+            first_touch: keyed("ft"),
+            consent: v
+                .get("c")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| Some((key(a)?, interner.intern(a.get(2)?.as_object()?))))
+                .collect(),
+            devices: obj("d")
+                .filter_map(|(k, a)| Some((k.clone(), (a.get(0)?.as_i64()?, a.get(1)?.as_i64()?))))
+                .collect(),
+        }
+    }
+
     pub fn order_stats(&self) -> Option<OrderStats> {
         let last = self.orders.values().map(|o| o.0).max()?;
         Some(OrderStats {

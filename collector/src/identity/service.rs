@@ -2,17 +2,18 @@
 //! on-disk view current, answers profile reads, erases, and refuses suppressed identifiers.
 
 use super::db::Db;
+use super::engine::link_stable;
 use super::engine::{Dropped, Engine, Merge};
 use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
 use super::input::{EventInput, format_rfc3339};
 use crate::admission::Admission;
-use crate::store::{Identifiers, Store, StoredEvent};
+use crate::store::{Identifiers, PageRequest, Store, StoredEvent};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Failures of the identity service; each becomes a 503/500 at the HTTP boundary.
@@ -36,12 +37,18 @@ pub struct Identity {
     suppressed: RwLock<HashSet<Identifier>>,
     /// Highest store `seq` applied to the graph.
     applied: AtomicU64,
-    /// One applier at a time (the follower task, or a read catching up).
-    apply_lock: Mutex<()>,
+    /// One applier at a time (the follower task, or a read catching up); holds when the
+    /// graph was last saved.
+    apply_lock: Mutex<Instant>,
 }
 
-/// Events newest first, and the `seq` cursor of the next page.
-pub type TimelinePage = (Vec<Value>, Option<u64>);
+/// How often changed links are saved; a crash replays at most this much from the store.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Changed links that force a save sooner.
+const SAVE_DIRTY: usize = 50_000;
+
+/// Events newest first, and the cursor of the next page.
+pub type TimelinePage = (Vec<Value>, Option<String>);
 
 /// An erasure receipt (docs/api.md).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,11 +76,20 @@ impl Identity {
     ) -> Result<Arc<Identity>, IdentityError> {
         let db = Db::open(dir)?;
         let mut engine = Engine::new(config.clone());
-        db.for_each_event(|_, json| {
-            if let Ok(msg) = serde_json::from_str::<Value>(json) {
-                engine.apply(&EventInput::from_message(&msg, &config));
-            }
+        let mut unreadable = 0;
+        db.for_each_link(|json| {
+            let restored = serde_json::from_str::<Value>(json)
+                .ok()
+                .and_then(|v| engine.restore(&v));
+            unreadable += usize::from(restored.is_none());
         })?;
+        engine.finish_restore();
+        if unreadable > 0 {
+            tracing::warn!(
+                unreadable,
+                "Saved identity links skipped; their events stay in the store."
+            );
+        }
         let suppressed = db.suppressed()?.into_iter().collect();
         let applied = db.watermark()?;
         tracing::info!(
@@ -88,7 +104,7 @@ impl Identity {
             store,
             suppressed: RwLock::new(suppressed),
             applied: AtomicU64::new(applied),
-            apply_lock: Mutex::new(()),
+            apply_lock: Mutex::new(Instant::now()),
         }))
     }
 
@@ -122,13 +138,12 @@ impl Identity {
         }))
     }
 
-    /// Applies stored events (in `seq` order) not applied yet.
+    /// Applies stored events (in `seq` order) not applied yet; saves the graph now and then.
     pub fn apply(&self, events: &[StoredEvent]) -> Result<(), IdentityError> {
-        let _one = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut saved_at = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
         let applied = self.applied.load(Ordering::Acquire);
         let mut last = applied;
-        let mut rows = Vec::with_capacity(events.len());
-        {
+        let to_save = {
             let suppressed = self.suppressed.read().unwrap_or_else(|e| e.into_inner());
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
             for e in events.iter().filter(|e| e.seq > applied) {
@@ -138,16 +153,29 @@ impl Identity {
                 if !suppressed.is_empty() && input.ids.iter().any(|i| suppressed.contains(i)) {
                     continue;
                 }
-                if let Some(link) = engine.apply(&input) {
-                    rows.push((e.seq, link, e.message.to_string()));
-                }
+                engine.apply(&input);
             }
+            self.applied.store(last, Ordering::Release);
+            let due = saved_at.elapsed() >= SAVE_EVERY || engine.dirty_count() >= SAVE_DIRTY;
+            (due && last > applied).then(|| engine.take_dirty())
+        };
+        if let Some(links) = to_save {
+            *saved_at = Instant::now();
+            self.db.save(&links, last)?;
         }
-        if last == applied {
-            return Ok(());
-        }
-        self.applied.store(last, Ordering::Release);
-        self.db.append(&rows, last)?;
+        Ok(())
+    }
+
+    /// Saves every change now (tests, shutdown).
+    pub fn save(&self) -> Result<(), IdentityError> {
+        let mut saved_at = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let links = self
+            .engine
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_dirty();
+        *saved_at = Instant::now();
+        self.db.save(&links, self.applied.load(Ordering::Acquire))?;
         Ok(())
     }
 
@@ -202,24 +230,56 @@ impl Identity {
         }
     }
 
-    /// The profile's events newest first, `seq` below `before`; `None` for an unknown identifier.
-    pub fn timeline(
+    /// The profile's events newest first, from the store: the events of its user and anonymous
+    /// IDs that resolved to it (on a shared browser an anonymous ID's later events may belong to
+    /// someone else). `None` for an unknown identifier.
+    pub async fn timeline(
         &self,
         id: &Identifier,
-        before: Option<u64>,
+        cursor: Option<String>,
         limit: usize,
     ) -> Result<Option<TimelinePage>, IdentityError> {
-        let Some(links) = self.engine().profile_links(id) else {
-            return Ok(None);
+        let (links, ids) = {
+            let engine = self.engine();
+            let Some(links) = engine.profile_links(id) else {
+                return Ok(None);
+            };
+            let ids = engine.profile_identifiers(id).unwrap_or_default();
+            (links.into_iter().collect::<HashSet<i64>>(), ids)
         };
-        let mut rows = self.db.timeline(&links, before, limit + 1)?;
-        let next = (rows.len() > limit).then(|| rows[limit - 1].0);
-        rows.truncate(limit);
-        let events = rows
-            .into_iter()
-            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
-            .collect();
-        Ok(Some((events, next)))
+        let mut targets = Identifiers::default();
+        for i in ids {
+            match i.kind {
+                IdType::UserId => targets.user_ids.push(i.value),
+                IdType::AnonymousId => targets.anonymous_ids.push(i.value),
+                _ => {}
+            }
+        }
+        let mut events = Vec::with_capacity(limit);
+        let mut cursor = cursor;
+        if targets.is_empty() {
+            return Ok(Some((events, None)));
+        }
+        // Ask only for what is still missing, so a page is always consumed whole and the
+        // store's cursor stays exact.
+        while events.len() < limit {
+            let page = PageRequest {
+                limit: limit - events.len(),
+                cursor: cursor.take(),
+            };
+            let page = self.store.events_for(&targets, page).await?;
+            for e in page.items {
+                let input = EventInput::from_message(&e.message, &self.config);
+                if !input.ids.is_empty() && links.contains(&link_stable(&input.ids)) {
+                    events.push(e.message);
+                }
+            }
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(Some((events, cursor)))
     }
 
     /// Erases everything held on the person `id` belongs to and suppresses their identifiers.
@@ -246,7 +306,7 @@ impl Identity {
         };
         let receipt_id = format!(
             "erasure_{:016x}",
-            super::engine::link_stable(&[Identifier {
+            link_stable(&[Identifier {
                 kind: IdType::Custom("receipt".into()),
                 value: format!("{}/{at}", erased.profile_id),
             }]) as u64
@@ -258,7 +318,7 @@ impl Identity {
             at.clone(),
             receipt_id.clone(),
         );
-        let mine = tokio::task::spawn_blocking(move || me.db.erase(&links, &ids, &at2, &rid))
+        tokio::task::spawn_blocking(move || me.db.erase(&links, &ids, &at2, &rid))
             .await
             .expect("identity erase does not panic")?;
         let mut targets = Identifiers::default();
@@ -277,7 +337,7 @@ impl Identity {
         let receipt = Receipt {
             receipt_id: receipt_id.clone(),
             profile_id: erased.profile_id,
-            deleted_events: in_store.max(mine),
+            deleted_events: in_store,
             deleted_identities: erased.identifiers.len(),
             suppressed: erased
                 .identifiers
@@ -296,16 +356,16 @@ impl Identity {
     }
 
     /// Everything held on the person: profile, every event, merges and drops.
-    pub fn export(&self, id: &Identifier) -> Result<Option<Value>, IdentityError> {
+    pub async fn export(&self, id: &Identifier) -> Result<Option<Value>, IdentityError> {
         let Some(profile) = self.profile(id) else {
             return Ok(None);
         };
         let mut events = Vec::new();
-        let mut before = None;
-        while let Some((page, next)) = self.timeline(id, before, 1000)? {
+        let mut cursor = None;
+        while let Some((page, next)) = self.timeline(id, cursor, 1000).await? {
             events.extend(page);
             match next {
-                Some(n) => before = Some(n),
+                Some(n) => cursor = Some(n),
                 None => break,
             }
         }
