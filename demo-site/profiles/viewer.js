@@ -415,7 +415,7 @@
     var known = ids.filter(function (i) { return i.type !== "anonymous_id"; });
     var devs = devicesByAnonymousId(events);
     var rows = Math.max(anon.length, known.length, 1);
-    var W = 980, rowH = 74, H = Math.max(220, rows * rowH + 40);
+    var W = 980, rowH = 82, H = Math.max(220, rows * rowH + 40);
     var cx = W / 2, cy = H / 2;
     var s = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "graph", role: "img", "aria-label": "Identity graph" });
     s.appendChild(svg("title", {}, ["Identifiers joined into " + displayName(p)]));
@@ -431,13 +431,14 @@
           "\nfirst seen " + when(i.first_seen) + "\nlast seen " + when(i.last_seen)
         ]));
         g.appendChild(svg("path", { class: "edge", d: "M" + edgeX + " " + y + " C " + (edgeX + cx) / 2 + " " + y + ", " + (edgeX + cx) / 2 + " " + cy + ", " + (cx + side * 70) + " " + cy }));
-        // Labels sit by the identifier's end of the edge, so they never cover the hub.
-        g.appendChild(svg("text", { class: "edge-label", x: edgeX - side * 10, y: y - 8, "text-anchor": side < 0 ? "start" : "end" }, [joinOf(i).rule + " · " + when(joinOf(i).at).slice(11, 19)]));
-        g.appendChild(svg("rect", { x: x - 150, y: y - 26, width: 300, height: 52, rx: 10, class: "box" }));
-        g.appendChild(svg("text", { x: x, y: y - 6, "text-anchor": "middle", class: "kind" }, [
+        g.appendChild(svg("rect", { x: x - 150, y: y - 32, width: 300, height: 64, rx: 10, class: "box" }));
+        g.appendChild(svg("text", { x: x, y: y + 25, "text-anchor": "middle", class: "edge-label" }, [
+          "joined by " + joinOf(i).rule + " · " + when(joinOf(i).at).slice(11, 19)
+        ]));
+        g.appendChild(svg("text", { x: x, y: y - 13, "text-anchor": "middle", class: "kind" }, [
           i.type === "anonymous_id" ? "anonymous ID · " + device(devs[i.value]) : i.type.replace("_", " ")
         ]));
-        g.appendChild(svg("text", { x: x, y: y + 14, "text-anchor": "middle", class: "val" }, [short(i.value, 30)]));
+        g.appendChild(svg("text", { x: x, y: y + 6, "text-anchor": "middle", class: "val" }, [short(i.value, 30)]));
         s.appendChild(g);
       });
     }
