@@ -1,5 +1,509 @@
-//! `cargo xtask bench ingest`: durable ingestion throughput and latency against a parse-only ceiling.
+//! `cargo xtask bench ingest`: durable ingestion throughput and latency, next to a parse-only
+//! ceiling measured in the same run, and memory after many stored events. Prints a table.
+//!
+//! The collector runs in a child process (this binary re-executed with `--serve`), so its
+//! memory is measured alone; the load generator is a keep-alive hyper client on the same
+//! machine sending 50-event batches of about 20 KB with unique message IDs.
+//!
+//! Rows: the parse-only ceiling (same handler, a store that acknowledges without writing); the
+//! durable path (SQLite, fsync per group commit); and the whole collector as `seam serve` runs
+//! it, identity resolution following every commit.
+//!
+//! Flags: `--seconds S` per measured phase (default 10), `--events N` stored before reading
+//! the collector's memory (default 1,000,000; the target is 10,000,000).
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use seam_collector::store::conformance::TempDir;
+use seam_collector::store::sqlite::SqliteStore;
+use seam_collector::store::{
+    Appended, BoxFuture, CommittedBatch, EventBus, FailedEvent, Identifiers, Page, PageRequest,
+    Store, StoreError, StoreStats, StoredEvent, Write,
+};
+use seam_collector::{AppState, Config, Sources};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const WRITE_KEY: &str = "bench-key";
+const EVENTS_PER_BATCH: usize = 50;
+/// Width of the request counter written into every message ID of a batch.
+const COUNTER_WIDTH: usize = 14;
 
 fn main() {
-    println!("ingest bench: being written");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let engine = args.get(i + 1).cloned().unwrap_or_default();
+        let dir = args.get(i + 2).cloned().unwrap_or_default();
+        serve(&engine, &dir);
+        return;
+    }
+    let flag = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.replace('_', "").parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let seconds = flag("--seconds", 10);
+    let events = flag("--events", 1_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(bench(Duration::from_secs(seconds), events));
+}
+
+struct Row {
+    handler: &'static str,
+    connections: usize,
+    result: LoadResult,
+}
+
+async fn bench(phase: Duration, rss_events: u64) {
+    let template = Template::new();
+    println!(
+        "ingest bench: {EVENTS_PER_BATCH}-event batches of {} bytes, {} s per phase, {} cores",
+        template.len(),
+        phase.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut rows = Vec::new();
+    for connections in [64, 4] {
+        let engines: &[&str] = if connections == 64 {
+            &["parse-only", "sqlite", "sqlite+identity"]
+        } else {
+            &["parse-only", "sqlite"]
+        };
+        for &engine in engines {
+            let dir = TempDir::new("ingest-bench");
+            let server = Server::start(engine, &dir);
+            let result = load(
+                server.addr.clone(),
+                connections,
+                Stop::After(phase),
+                &template,
+                &counter,
+            )
+            .await;
+            rows.push(Row {
+                handler: match engine {
+                    "sqlite" => "durable (SQLite, fsync)",
+                    "sqlite+identity" => "durable + identity",
+                    _ => "parse-only (ceiling)",
+                },
+                connections,
+                result,
+            });
+        }
+    }
+
+    println!();
+    println!(
+        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | errors |"
+    );
+    println!(
+        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------:|"
+    );
+    for row in &rows {
+        let ceiling = rows
+            .iter()
+            .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
+            .map_or(1.0, |r| r.result.events_per_sec());
+        println!(
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>6} |",
+            row.handler,
+            row.connections,
+            row.result.events_per_sec(),
+            row.result.percentile(0.50),
+            row.result.percentile(0.99),
+            100.0 * row.result.events_per_sec() / ceiling,
+            row.result.errors,
+        );
+    }
+
+    // Memory after many stored events.
+    let dir = TempDir::new("ingest-bench-rss");
+    let server = Server::start("sqlite", &dir);
+    let idle_rss = server.rss_kb();
+    let batches = rss_events.div_ceil(EVENTS_PER_BATCH as u64);
+    let started = Instant::now();
+    let result = load(
+        server.addr.clone(),
+        64,
+        Stop::Batches(batches),
+        &template,
+        &counter,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let stored = result.requests * EVENTS_PER_BATCH as u64;
+    let rss = server.rss_kb();
+    let hwm = server.peak_rss_kb();
+    let disk: u64 = std::fs::read_dir(&dir.0)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    println!();
+    println!(
+        "| stored events | load time s | events/s | RSS idle MB | RSS after MB | peak RSS MB | disk MB | errors |"
+    );
+    println!(
+        "|--------------:|------------:|---------:|------------:|-------------:|------------:|--------:|-------:|"
+    );
+    println!(
+        "| {:>13} | {:>11.1} | {:>8.0} | {:>11.1} | {:>12.1} | {:>11.1} | {:>7.0} | {:>6} |",
+        stored,
+        elapsed.as_secs_f64(),
+        stored as f64 / elapsed.as_secs_f64(),
+        idle_rss as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        disk as f64 / 1e6,
+        result.errors
+    );
+    // Restart: time to rebuild the dedup index from the stored rows.
+    drop(server);
+    let started = Instant::now();
+    let server = Server::start("sqlite", &dir);
+    println!(
+        "restart with {stored} stored events: ready in {:.2} s, RSS {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        server.rss_kb() as f64 / 1024.0
+    );
+}
+
+/// A 50-event batch of typical browser track/page events, about 20 KB, whose message IDs all
+/// contain a fixed-width counter slot so every request can be made unique by overwriting it.
+struct Template {
+    body: Vec<u8>,
+    slots: Vec<usize>,
+}
+
+impl Template {
+    fn new() -> Self {
+        let slot = "#".repeat(COUNTER_WIDTH);
+        let mut events = Vec::new();
+        for i in 0..EVENTS_PER_BATCH {
+            let event = serde_json::json!({
+                "type": if i % 5 == 0 { "page" } else { "track" },
+                "event": "Product Viewed",
+                "messageId": format!("{slot}-{i:02}"),
+                "anonymousId": format!("anon-{:08}", i * 7919 % 1000),
+                "userId": if i % 3 == 0 { serde_json::json!(format!("user-{}", i % 17)) } else { serde_json::Value::Null },
+                "timestamp": "2026-11-23T10:00:00.123Z",
+                "properties": {"sku": format!("SKU-{i:05}"), "price": 19.99, "currency": "EUR"},
+                "context": {
+                    "page": {"url": "https://shop.example/products/trail-runner", "path": "/products/trail-runner"},
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36",
+                    "library": {"name": "seam", "version": "0.1.0"},
+                    "consent": {"categoryPreferences": {"analytics": true, "marketing": false}}
+                }
+            });
+            events.push(event);
+        }
+        let body = serde_json::json!({"batch": events, "writeKey": WRITE_KEY, "sentAt": "2026-11-23T10:00:01.000Z"})
+            .to_string()
+            .into_bytes();
+        let slots = body
+            .windows(COUNTER_WIDTH)
+            .enumerate()
+            .filter(|(_, w)| w.iter().all(|b| *b == b'#'))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            slots.len(),
+            EVENTS_PER_BATCH,
+            "one counter slot per message"
+        );
+        Template { body, slots }
+    }
+
+    fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    fn request_body(&self, n: u64) -> Bytes {
+        let mut body = self.body.clone();
+        let digits = format!("{n:0width$}", width = COUNTER_WIDTH);
+        for &at in &self.slots {
+            body[at..at + COUNTER_WIDTH].copy_from_slice(digits.as_bytes());
+        }
+        Bytes::from(body)
+    }
+}
+
+enum Stop {
+    After(Duration),
+    Batches(u64),
+}
+
+struct LoadResult {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl LoadResult {
+    fn events_per_sec(&self) -> f64 {
+        (self.requests * EVENTS_PER_BATCH as u64) as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+/// Drives `connections` keep-alive connections, each sending one batch at a time.
+async fn load(
+    addr: String,
+    connections: usize,
+    stop: Stop,
+    template: &Template,
+    counter: &Arc<AtomicU64>,
+) -> LoadResult {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(connections)
+        .build_http();
+    let url: hyper::Uri = format!("http://{addr}/v1/batch").parse().expect("uri");
+    let template = Arc::new(Template {
+        body: template.body.clone(),
+        slots: template.slots.clone(),
+    });
+    // A short warm-up so connections exist and caches are warm before measuring.
+    let warm_until = Instant::now() + Duration::from_millis(500);
+    let started = Instant::now() + Duration::from_millis(500);
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, template, counter, sent) = (
+            client.clone(),
+            url.clone(),
+            template.clone(),
+            counter.clone(),
+            sent.clone(),
+        );
+        let (deadline, limit) = match stop {
+            Stop::After(d) => (Some(started + d), u64::MAX),
+            Stop::Batches(n) => (None, n),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let (mut ok, mut errors) = (0u64, 0u64);
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let measuring = deadline.is_none() || Instant::now() >= warm_until;
+                if !measuring {
+                    // Warm-up requests are sent but not counted.
+                } else if sent.fetch_add(1, Ordering::Relaxed) >= limit {
+                    break;
+                }
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let request = hyper::Request::post(url.clone())
+                    .header("content-type", "application/json")
+                    .body(Full::new(template.request_body(n)))
+                    .expect("request");
+                let t = Instant::now();
+                let good = match client.request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.into_body().collect().await.map(|b| b.to_bytes());
+                        status == 200 && body.is_ok_and(|b| &b[..] == b"{\"success\":true}")
+                    }
+                    Err(_) => false,
+                };
+                if measuring {
+                    latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    if good {
+                        ok += 1;
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (ok, errors, latencies)
+        }));
+    }
+    let mut result = LoadResult {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for task in tasks {
+        let (ok, errors, latencies) = task.await.expect("load task");
+        result.requests += ok;
+        result.errors += errors;
+        result.latencies_us.extend(latencies);
+    }
+    result.elapsed = match stop {
+        Stop::After(d) => d,
+        Stop::Batches(_) => started.elapsed(),
+    };
+    result.latencies_us.sort_unstable();
+    result
+}
+
+/// The collector in a child process.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(engine: &str, dir: &TempDir) -> Server {
+        let exe = std::env::current_exe().expect("bench executable");
+        let mut child = Command::new(exe)
+            .args(["--serve", engine])
+            .arg(&dir.0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start collector child");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let addr = line
+            .trim()
+            .strip_prefix("ADDR ")
+            .unwrap_or_else(|| panic!("collector child said {line:?}"))
+            .to_owned();
+        Server { child, addr }
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS:")
+    }
+
+    fn peak_rss_kb(&self) -> u64 {
+        self.status_kb("VmHWM:")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing stdin asks the child to stop gracefully.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Child mode: serve the collector with the given engine until stdin closes.
+fn serve(engine: &str, dir: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let config = Config::new(dir).with_write_key(WRITE_KEY);
+        let sources = || Sources::load(&config).expect("sources");
+        let state = match engine {
+            // The whole collector as `seam serve` runs it, identity resolution included.
+            "sqlite+identity" => AppState::open(&config).expect("open store"),
+            "sqlite" => AppState::with_store(
+                &config,
+                sources(),
+                Arc::new(SqliteStore::open(std::path::Path::new(dir)).expect("open store")),
+            ),
+            _ => AppState::with_store(&config, sources(), Arc::new(NullStore::default())),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("ADDR {}", listener.local_addr().expect("addr"));
+        let shutdown = async {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = String::new();
+                let _ = std::io::stdin().read_line(&mut sink);
+            })
+            .await;
+        };
+        seam_collector::run(listener, state, shutdown)
+            .await
+            .expect("serve");
+    });
+}
+
+/// The parse-only ceiling: acknowledges every event without storing it.
+#[derive(Default)]
+struct NullStore {
+    seq: AtomicU64,
+    bus: EventBus,
+}
+
+impl Store for NullStore {
+    fn append(&self, write: Write) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
+        let n = write.events.len() as u64;
+        let first = self.seq.fetch_add(n, Ordering::Relaxed);
+        Box::pin(async move {
+            Ok((0..n)
+                .map(|i| Appended::Stored { seq: first + i + 1 })
+                .collect())
+        })
+    }
+    fn events_for<'a>(
+        &'a self,
+        _: &'a Identifiers,
+        _: PageRequest,
+    ) -> BoxFuture<'a, Result<Page<StoredEvent>, StoreError>> {
+        Box::pin(async {
+            Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            })
+        })
+    }
+    fn events_after(
+        &self,
+        _: u64,
+        _: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn delete_events_for<'a>(
+        &'a self,
+        _: &'a Identifiers,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+    fn failed(&self, _: PageRequest) -> BoxFuture<'_, Result<Page<FailedEvent>, StoreError>> {
+        Box::pin(async {
+            Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            })
+        })
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CommittedBatch> {
+        self.bus.subscribe()
+    }
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
 }

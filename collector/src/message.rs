@@ -523,3 +523,161 @@ fn kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn info(received: &str) -> RequestInfo<'static> {
+        RequestInfo {
+            received_at: parse_time(received).unwrap(),
+            ip: Some("203.0.113.77".parse().unwrap()),
+            truncate_ip: false,
+            user_agent: Some("Mozilla/5.0 test"),
+            implied_type: None,
+        }
+    }
+
+    fn one(message: Value, received: &str) -> Result<Normalised, Rejection> {
+        let body = json!({ "batch": [message] }).to_string();
+        let mut envelope = parse_batch(&body).unwrap();
+        let raw = envelope.messages.remove(0);
+        normalise(raw, &envelope, &info(received))
+    }
+
+    #[test]
+    fn a_fast_device_clock_is_corrected_and_the_device_time_kept() {
+        let m = one(
+            json!({"type": "track", "event": "E", "userId": "u",
+                   "originalTimestamp": "2026-11-23T12:00:00.000Z", "sentAt": "2026-11-23T12:00:05.000Z"}),
+            "2026-11-23T10:00:10.000Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["timestamp"], "2026-11-23T10:00:05.000Z");
+        assert_eq!(m["originalTimestamp"], "2026-11-23T12:00:00.000Z");
+        assert_eq!(m["receivedAt"], "2026-11-23T10:00:10.000Z");
+    }
+
+    #[test]
+    fn a_timestamp_far_in_the_future_is_clamped_to_receipt() {
+        let m = one(
+            json!({"type": "track", "event": "E", "userId": "u", "timestamp": "2099-01-01T00:00:00Z"}),
+            "2026-11-23T10:00:00.000Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["timestamp"], "2026-11-23T10:00:00.000Z");
+        // Python clients send microseconds and +00:00.
+        let m = one(
+            json!({"type": "track", "event": "E", "userId": "u", "timestamp": "2026-11-22T22:16:28.814074+00:00"}),
+            "2026-11-23T10:00:00.000Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["timestamp"], "2026-11-22T22:16:28.814Z");
+    }
+
+    #[test]
+    fn the_request_adds_ip_user_agent_and_bot_flag_and_ips_can_be_truncated() {
+        let m = one(
+            json!({"type": "page", "anonymousId": "a"}),
+            "2026-11-23T10:00:00Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["context"]["ip"], "203.0.113.77");
+        assert_eq!(m["context"]["userAgent"], "Mozilla/5.0 test");
+        assert!(m["context"].get("bot").is_none());
+        assert!(m["messageId"].as_str().unwrap().starts_with("seam-"));
+
+        let body = json!({"batch": [{"type": "page", "anonymousId": "a",
+            "context": {"userAgent": "Mozilla/5.0 (compatible; Googlebot/2.1)"}}]})
+        .to_string();
+        let mut envelope = parse_batch(&body).unwrap();
+        let raw = envelope.messages.remove(0);
+        let mut request = info("2026-11-23T10:00:00Z");
+        request.truncate_ip = true;
+        let m = normalise(raw, &envelope, &request).unwrap().message;
+        assert_eq!(m["context"]["bot"], true);
+        assert_eq!(m["context"]["ip"], "203.0.113.0");
+    }
+
+    #[test]
+    fn numeric_user_ids_become_strings_and_nulls_are_absent() {
+        let m = one(
+            json!({"type": "identify", "userId": 42, "anonymousId": null, "traits": null}),
+            "2026-11-23T10:00:00Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["userId"], "42");
+        assert!(m.get("anonymousId").is_none() && m.get("traits").is_none());
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z0-9 :.TZ-]{0,30}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("type".to_string()),
+                        Just("event".to_string()),
+                        Just("userId".to_string()),
+                        Just("anonymousId".to_string()),
+                        Just("timestamp".to_string()),
+                        Just("sentAt".to_string()),
+                        Just("context".to_string()),
+                        Just("consent".to_string()),
+                        "[a-zA-Z]{1,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_envelope_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = parse_batch(text);
+                let _ = parse_single(text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_messages_are_accepted_or_rejected_with_a_code_and_stay_bounded(
+            messages in prop::collection::vec(json_value(), 0..8),
+            sent_at in prop_oneof![Just(Value::Null), "[0-9T:.Z-]{0,24}".prop_map(Value::String)],
+        ) {
+            let body = json!({"batch": messages, "sentAt": sent_at}).to_string();
+            let mut envelope = parse_batch(&body).expect("a batch array always parses");
+            let raws = std::mem::take(&mut envelope.messages);
+            prop_assert_eq!(raws.len(), messages.len());
+            for raw in raws {
+                let len = raw.text().len();
+                match normalise(raw, &envelope, &info("2026-11-23T10:00:00Z")) {
+                    Ok(n) => {
+                        // Output grows by a bounded amount: added timestamps, ID and context.
+                        let out = serde_json::to_string(&n.message).unwrap().len();
+                        prop_assert!(out <= len + 400, "{} bytes from {}", out, len);
+                        prop_assert!(n.message["type"].is_string());
+                        prop_assert!(n.message.get("userId").or(n.message.get("anonymousId")).is_some());
+                    }
+                    Err(r) => prop_assert!(!r.code.is_empty() && !r.message.is_empty()),
+                }
+            }
+        }
+    }
+}
