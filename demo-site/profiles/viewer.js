@@ -254,7 +254,7 @@
         el("small", {}, [(best ? identifier(best) : str(p.id)) + " · " + anon + " anonymous ID" + (anon === 1 ? "" : "s")])
       ]),
       el("span", { class: "row-stats" }, [
-        el("span", {}, [num(c.orders) + " orders"]),
+        el("span", {}, [num(c.orders) + (c.orders === 1 ? " order" : " orders")]),
         el("span", {}, ["LTV " + num(c.total_revenue, 2)]),
         el("small", {}, [ago(c.last_seen || p.updated_at)])
       ])
@@ -535,6 +535,9 @@
 
   function timeline(p, events, openDetails) {
     if (!events.length) return el("p", { class: "muted" }, ["No events yet."]);
+    // Anonymous events are "pre-login" only for a person who did sign in at some point.
+    var signedIn = (p.identities || []).some(function (i) { return i.type === "user_id"; });
+    var mark = signedIn ? "anonymous · pre-login" : "anonymous";
     return el("ol", { class: "timeline" }, events.map(function (e) {
       var anonymous = !e.userId;
       var id = str(e.messageId);
@@ -543,7 +546,7 @@
           el("span", { class: "t" }, [when(e.timestamp).slice(0, 19)]),
           el("span", { class: "kind " + str(e.type) }, [eventTitle(e)]),
           el("span", { class: "sum" }, [eventSummary(e)]),
-          anonymous ? el("span", { class: "pill anon", title: "Sent before the visitor signed in, by anonymous ID " + str(e.anonymousId) }, ["anonymous · pre-login"]) : null
+          anonymous ? el("span", { class: "pill anon", title: "Sent before the visitor signed in, by anonymous ID " + str(e.anonymousId) }, [mark]) : null
         ]),
         el("pre", {}, [JSON.stringify({ messageId: e.messageId, type: e.type, event: e.event, name: e.name, userId: e.userId, anonymousId: e.anonymousId, properties: e.properties, traits: e.traits, timestamp: e.timestamp, receivedAt: e.receivedAt }, null, 2)])
       ]);
