@@ -136,9 +136,20 @@ async fn two_devices_sign_in_and_buy_then_the_viewer_shows_one_stitched_profile(
     phone.client.set_window_size(1280, 1400).await.unwrap();
     phone.screenshot("profile-stitched").await;
 
+    // The open viewer follows new events without a reload.
+    laptop
+        .open(&collector.url("/product.html?id=kc-grinder"))
+        .await;
+    laptop.flush().await;
+    phone
+        .wait_for_js(
+            "document.getElementById('timeline').textContent.includes('Hand Grinder')",
+            WAIT,
+        )
+        .await;
+
     // Signing out on the laptop starts a fresh anonymous visitor there.
     let before = laptop.anonymous_id().await;
-    laptop.open(&collector.url("/")).await;
     laptop.click("#logout").await;
     assert_eq!(laptop.text("#login-link").await, "Sign in");
     let after = laptop.anonymous_id().await;
