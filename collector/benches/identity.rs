@@ -151,6 +151,23 @@ async fn ingest(resolution: bool, bodies: &[String]) -> (f64, f64) {
     (acked, caught_up)
 }
 
+/// CPU time this thread has used (Linux `/proc`, 10 ms ticks), so that the throughput figure
+/// does not depend on what else the shared machine runs.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(14) + ticks(15)) * 10)
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
     samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
@@ -177,14 +194,22 @@ fn main() {
     let n_resolve = total.min(300_000);
     let sample = arrival_order(traffic(0..(n_resolve / 10).max(1), 10));
     let mut engine = Engine::new(config.clone());
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), thread_cpu());
     for m in &sample {
         engine.apply(&EventInput::from_message(m, &config));
     }
-    let secs = t.elapsed().as_secs_f64();
+    let (wall, cpu) = (
+        t.elapsed().as_secs_f64(),
+        (thread_cpu() - cpu).as_secs_f64(),
+    );
     rows.push((
-        format!("resolutions/s ({n_resolve} events, 2% late)"),
-        format!("{:.0}", n_resolve as f64 / secs),
+        format!("resolutions/s ({n_resolve} events, 2% late), wall"),
+        format!("{:.0}", n_resolve as f64 / wall),
+        "≥ 200000".into(),
+    ));
+    rows.push((
+        "resolutions per CPU-second of the resolving thread".into(),
+        format!("{:.0}", n_resolve as f64 / cpu),
         "≥ 200000".into(),
     ));
     let inputs: Vec<EventInput> = sample
@@ -192,13 +217,16 @@ fn main() {
         .map(|m| EventInput::from_message(m, &config))
         .collect();
     let mut engine = Engine::new(config.clone());
-    let t = Instant::now();
+    let cpu = thread_cpu();
     for e in &inputs {
         engine.apply(e);
     }
     rows.push((
-        "  of which graph update only".into(),
-        format!("{:.0}/s", n_resolve as f64 / t.elapsed().as_secs_f64()),
+        "  of which graph update only, per CPU-second".into(),
+        format!(
+            "{:.0}",
+            n_resolve as f64 / (thread_cpu() - cpu).as_secs_f64()
+        ),
         String::new(),
     ));
     drop((engine, inputs, sample));

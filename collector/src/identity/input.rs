@@ -148,8 +148,12 @@ impl EventInput {
             ),
             _ => (None, None),
         };
-        let consent = ctx("consent")
-            .and_then(|c| c.get("categoryPreferences"))
+        // A `Consent Updated` event states the new choice in its properties; every other event
+        // carries the state it was sent under in its context.
+        let consent = props
+            .filter(|_| event.as_deref() == Some("Consent Updated"))
+            .and_then(|p| p.get("categoryPreferences"))
+            .or_else(|| ctx("consent").and_then(|c| c.get("categoryPreferences")))
             .and_then(Value::as_object)
             .cloned();
         let session = ctx("session").and_then(|v| match v {
@@ -297,6 +301,17 @@ mod tests {
         assert_eq!(e.revenue, Some(59.9));
         assert_eq!(e.order_id.as_deref(), Some("o-9"));
         assert!(e.consent.is_some());
+    }
+
+    #[test]
+    fn consent_updated_reads_the_new_choice_from_its_properties() {
+        let msg = json!({
+            "type": "track", "event": "Consent Updated", "messageId": "m3", "anonymousId": "a-3",
+            "properties": {"categoryPreferences": {"analytics": true, "marketing": true}},
+            "context": {"consent": {"categoryPreferences": {"analytics": true, "marketing": false}}}
+        });
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        assert_eq!(e.consent.unwrap().get("marketing"), Some(&json!(true)));
     }
 
     #[test]
