@@ -104,6 +104,7 @@ async fn accept(
         .map(|c| c.0.ip());
     let info = RequestInfo {
         received_at,
+        received_text: message::format_time(received_at),
         ip,
         truncate_ip: state.config.truncate_ip,
         user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
@@ -253,7 +254,7 @@ fn validate(
     info: &RequestInfo<'_>,
 ) -> Checked {
     let received_ms = (info.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let received_text = message::format_time(info.received_at);
+    let received_text = &info.received_text;
     let messages = std::mem::take(&mut envelope.messages);
     let mut out = Checked {
         write: Write {

@@ -45,8 +45,8 @@ fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
 pub struct Envelope<'a> {
     /// `writeKey` from the body (sendBeacon cannot set an Authorization header).
     pub write_key: Option<String>,
-    /// Batch-level `sentAt`; a message's own `sentAt` wins.
-    pub sent_at: Option<Value>,
+    /// Batch-level `sentAt`, parsed once per request; a message's own `sentAt` wins.
+    pub sent_at: Option<Result<OffsetDateTime, String>>,
     /// Batch-level `context`, merged under each message's own.
     pub context: Option<Map<String, Value>>,
     pub messages: Vec<RawMessage<'a>>,
@@ -124,9 +124,15 @@ pub fn parse_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
             });
         }
     };
+    let sent_at = match parsed.sent_at {
+        Some(Value::String(s)) => {
+            Some(parse_time(&s).map_err(|e| format!("batch `sentAt` `{s}`: {e}")))
+        }
+        _ => None,
+    };
     Ok(Envelope {
         write_key: take_write_key(parsed.write_key)?,
-        sent_at: parsed.sent_at,
+        sent_at,
         context,
         messages: parsed.batch.into_iter().map(RawMessage::Raw).collect(),
     })
@@ -152,6 +158,8 @@ pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
 #[derive(Debug, Clone)]
 pub struct RequestInfo<'a> {
     pub received_at: OffsetDateTime,
+    /// `received_at` formatted once for every message of the request.
+    pub received_text: String,
     pub ip: Option<IpAddr>,
     pub truncate_ip: bool,
     pub user_agent: Option<&'a str>,
@@ -323,16 +331,14 @@ pub fn normalise(
         Some(t) => Some(t),
         None => timestamp_field(&m, "timestamp")?,
     };
-    let sent_at =
-        match timestamp_field(&m, "sentAt")? {
-            Some(t) => Some(t),
-            None => match &envelope.sent_at {
-                Some(Value::String(s)) => Some(parse_time(s).map_err(|e| {
-                    reject("invalid_timestamp", format!("batch `sentAt` `{s}`: {e}"))
-                })?),
-                _ => None,
-            },
-        };
+    let sent_at = match timestamp_field(&m, "sentAt")? {
+        Some(t) => Some(t),
+        None => match &envelope.sent_at {
+            Some(Ok(t)) => Some(*t),
+            Some(Err(e)) => return Err(reject("invalid_timestamp", e.clone())),
+            None => None,
+        },
+    };
     let received = info.received_at;
     let mut timestamp = match (device_time, sent_at) {
         (Some(d), Some(s)) => received - (s - d),
@@ -349,7 +355,10 @@ pub fn normalise(
     if let Some(s) = sent_at {
         m.insert("sentAt".into(), Value::String(format_time(s)));
     }
-    m.insert("receivedAt".into(), Value::String(format_time(received)));
+    m.insert(
+        "receivedAt".into(),
+        Value::String(info.received_text.clone()),
+    );
 
     // Context: the batch's under the message's own, then what the request tells us.
     let mut context = match m.remove("context") {
@@ -531,8 +540,10 @@ mod tests {
     use serde_json::json;
 
     fn info(received: &str) -> RequestInfo<'static> {
+        let received_at = parse_time(received).unwrap();
         RequestInfo {
-            received_at: parse_time(received).unwrap(),
+            received_at,
+            received_text: format_time(received_at),
             ip: Some("203.0.113.77".parse().unwrap()),
             truncate_ip: false,
             user_agent: Some("Mozilla/5.0 test"),

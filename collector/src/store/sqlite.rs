@@ -102,6 +102,7 @@ impl SqliteStore {
         // In WAL mode FULL makes every commit fsync the log: acknowledged means on disk.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(engine)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(engine)?;
         conn.pragma_update(None, "cache_size", -16_384)
             .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
