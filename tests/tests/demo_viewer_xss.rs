@@ -41,6 +41,23 @@ async fn hostile_traits_render_as_text_in_the_viewer_and_run_nothing() {
         .goto(&collector.url("/profiles/?id=user_id:mallory"))
         .await
         .unwrap();
+    // A wrong token is refused and forgotten; the right one opens the profile.
+    admin.fill("#admin-token", "not-the-token").await;
+    admin.click("#token-submit").await;
+    admin
+        .wait_for_js(
+            "document.getElementById('token-error').textContent.includes('did not accept')",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(
+        admin
+            .client
+            .execute("return sessionStorage.getItem('seam-admin-token')", vec![])
+            .await
+            .unwrap(),
+        Value::Null
+    );
     admin.fill("#admin-token", ADMIN_TOKEN).await;
     admin.click("#token-submit").await;
     admin
