@@ -2,6 +2,8 @@
 //! the same port and data dir), headless Chromium driven through ChromeDriver, a recording proxy,
 //! a small admin HTTP client and screenshot output.
 
+pub mod capture;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
 use std::net::SocketAddr;

@@ -21,6 +21,7 @@ pub fn build_sdk() -> Result<SizeReport, String> {
         "--package",
         "seam-sdk",
         "--lib",
+        "--no-default-features",
         "--target",
         "wasm32-unknown-unknown",
         "--profile",
@@ -36,7 +37,7 @@ pub fn build_sdk() -> Result<SizeReport, String> {
         .arg(&bindgen_dir)
         .args([
             "--target",
-            "web",
+            "no-modules",
             "--no-typescript",
             "--omit-default-module-path",
         ]))?;
@@ -44,12 +45,42 @@ pub fn build_sdk() -> Result<SizeReport, String> {
     let out = out_dir();
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let optimized = bindgen_dir.join("seam_sdk_small.wasm");
     run(Command::new(install::npm_bin("wasm-opt"))
         .arg(bindgen_dir.join("seam_sdk_bg.wasm"))
-        .args(["-Oz", "--strip-debug", "--strip-producers", "-o"])
-        .arg(out.join("seam_sdk_bg.wasm")))?;
-    copy(&bindgen_dir.join("seam_sdk.js"), &out.join("seam_sdk.js"))?;
-    copy(&root.join("sdk/web/js/seam.js"), &out.join("seam.js"))?;
+        .args(WASM_OPT_FLAGS)
+        .arg("-o")
+        .arg(&optimized))?;
+    // Import and export names become one or two letters (wasm-bindgen's carry hashes); the
+    // printed mapping is applied to the glue below. A pass of its own: under `--converge` it
+    // would run, and print, more than once.
+    let wasm_opt = bindgen_dir.join("seam_sdk_opt.wasm");
+    let mapping = Command::new(install::npm_bin("wasm-opt"))
+        .arg(&optimized)
+        .args(["--minify-imports-and-exports-and-modules", "-o"])
+        .arg(&wasm_opt)
+        .output()
+        .map_err(|e| format!("could not start wasm-opt: {e}"))?;
+    if !mapping.status.success() {
+        return Err(format!(
+            "wasm-opt failed: {}",
+            String::from_utf8_lossy(&mapping.stderr)
+        ));
+    }
+    std::fs::copy(&wasm_opt, out.join("seam.wasm"))
+        .map_err(|e| format!("cannot copy {}: {e}", wasm_opt.display()))?;
+    let glue = rename_in_glue(
+        &read(&bindgen_dir.join("seam_sdk.js"))?,
+        &String::from_utf8_lossy(&mapping.stdout),
+    )?;
+    let joined = join_loader(&read(&root.join("sdk/web/js/seam.js"))?, &glue)?;
+    let joined_path = bindgen_dir.join("seam.js");
+    std::fs::write(&joined_path, joined)
+        .map_err(|e| format!("cannot write {}: {e}", joined_path.display()))?;
+    run(Command::new(install::npm_bin("terser"))
+        .arg(&joined_path)
+        .args(["--compress", "passes=2", "--mangle", "--ecma", "2017", "-o"])
+        .arg(out.join("seam.js")))?;
 
     let report = SizeReport::measure(&out)?;
     report.print();
@@ -69,10 +100,84 @@ pub fn build_sdk() -> Result<SizeReport, String> {
     Ok(report)
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Measured smallest for our module among the binaryen size passes (see the report in the
+/// SDK's history): `--flatten --rereloop` before `-Oz` saves about 2%.
+const WASM_OPT_FLAGS: &[&str] = &[
+    "--flatten",
+    "--rereloop",
+    "-Oz",
+    "-Oz",
+    "--converge",
+    "--zero-filled-memory",
+    "--strip-debug",
+    "--strip-producers",
+];
+
+/// Applies wasm-opt's printed renaming (`["module", "old", "new"]` for imports, `["old",
+/// "new"]` for exports) to the wasm-bindgen glue: the import object's keys and module name,
+/// and every `wasm.<export>` access.
+fn rename_in_glue(glue: &str, mapping: &str) -> Result<String, String> {
+    let quoted = |line: &str| -> Vec<String> {
+        line.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut out = glue.to_owned();
+    let mut module = None;
+    for line in mapping.lines() {
+        let q = quoted(line);
+        match q.as_slice() {
+            [m, old, new] => {
+                let key = format!("{old}:");
+                if !out.contains(&key) {
+                    return Err(format!("glue has no import `{old}` to rename"));
+                }
+                out = out.replace(&key, &format!("{new}:"));
+                module = Some((m.clone(), "a"));
+            }
+            [old, new] => {
+                out = replace_word(&out, &format!("wasm.{old}"), &format!("wasm.{new}"));
+            }
+            _ => {}
+        }
+    }
+    let Some((old_module, new_module)) = module else {
+        return Err("wasm-opt printed no import mapping".into());
+    };
+    Ok(out.replace(&format!("\"{old_module}\":"), &format!("\"{new_module}\":")))
+}
+
+/// Replaces `from` where it is not followed by an identifier character.
+fn replace_word(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = rest[i + from.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if after.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            out.push_str(from);
+        } else {
+            out.push_str(to);
+        }
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The loader with the wasm-bindgen glue (`--target no-modules`) scoped inside its function, so
+/// the page loads one classic script plus `seam.wasm`, and no global but `window.seam` appears.
+fn join_loader(loader: &str, glue: &str) -> Result<String, String> {
+    if loader.matches("/*GLUE*/").count() != 1 {
+        return Err("sdk/web/js/seam.js must contain /*GLUE*/ exactly once".into());
+    }
+    Ok(loader.replace("/*GLUE*/", glue))
 }
 
 /// `gzip_total_bytes = N` from `sdk/web/size-budget.toml`.
@@ -160,4 +265,22 @@ pub fn brotli_len(bytes: &[u8]) -> u64 {
     };
     brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).expect("in-memory brotli");
     out.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minified_names_reach_every_use_in_the_glue() {
+        let glue = "const import0 = { __wbg_now_1f: function() {} };\n\
+                    return { \"./x_bg.js\": import0 }; wasm.load(1); wasm.loader(2); wasm.memory";
+        let mapping = "{\n\"imports\": [\n  [\"./x_bg.js\", \"__wbg_now_1f\", \"a\"]\n ],\n\
+                       \"exports\": [\n  [\"load\", \"b\"],\n  [\"memory\", \"c\"]\n ]\n}";
+        assert_eq!(
+            rename_in_glue(glue, mapping).unwrap(),
+            "const import0 = { a: function() {} };\n\
+             return { \"a\": import0 }; wasm.b(1); wasm.loader(2); wasm.c"
+        );
+    }
 }

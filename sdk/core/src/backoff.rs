@@ -9,8 +9,11 @@ pub enum Outcome {
     Accepted,
     /// The collector will never accept it (4xx other than 408/429): drop with a warning.
     Rejected(u16),
-    /// Network error, 5xx, 408 or 429: send again later; `after_ms` from `Retry-After`.
+    /// 5xx, 408 or 429: send again later; `after_ms` from `Retry-After`.
     Retry { after_ms: Option<u64> },
+    /// No response: a network error, or the page going away under the request. Sent again
+    /// later, unless the page had handed the request off on unload (see `Delivery`).
+    NoResponse,
 }
 
 impl Outcome {
@@ -19,7 +22,8 @@ impl Outcome {
     pub fn from_status(status: u16, retry_after: Option<&str>) -> Self {
         match status {
             200..=299 => Outcome::Accepted,
-            408 | 429 | 500..=599 | 0 => Outcome::Retry {
+            0 => Outcome::NoResponse,
+            408 | 429 | 500..=599 => Outcome::Retry {
                 after_ms: retry_after
                     .and_then(|s| crate::time::parse_num(s.trim()))
                     .map(|s| s.saturating_mul(1000)),
@@ -43,10 +47,12 @@ pub fn delay_ms(attempt: u32, rng: &impl Random) -> u64 {
 mod tests {
     use super::*;
     use crate::testing::CountingRandom;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn server_errors_throttling_and_timeouts_are_retried() {
-        for status in [0, 408, 429, 500, 502, 503] {
+        assert_eq!(Outcome::from_status(0, None), Outcome::NoResponse);
+        for status in [408, 429, 500, 502, 503] {
             assert!(matches!(
                 Outcome::from_status(status, None),
                 Outcome::Retry { .. }

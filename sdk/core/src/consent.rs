@@ -1,5 +1,9 @@
 //! Consent categories, opt-in/opt-out modes and Global Privacy Control.
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 /// How tracking starts before the visitor has chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -125,6 +129,7 @@ impl Consent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     fn cats() -> Vec<String> {
         DEFAULT_CATEGORIES.iter().map(|s| s.to_string()).collect()

@@ -2,6 +2,9 @@
 //! backoff; the beacon flush when the page goes away. Nothing here waits: the browser binding
 //! calls `poll` when the returned wake-up time comes and `on_outcome` when a response arrives.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::Random;
 use crate::backoff::{Outcome, delay_ms};
 use crate::json;
@@ -115,7 +118,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
 
     /// Warnings raised since the last call.
     pub fn take_warnings(&mut self) -> Vec<Warning> {
-        std::mem::take(&mut self.warnings)
+        core::mem::take(&mut self.warnings)
     }
 
     /// Queues a serialized event (a JSON object without `sentAt`). Persisted before anything
@@ -232,7 +235,15 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
                 self.attempt = 0;
                 self.retry_at = 0;
             }
-            Outcome::Retry { after_ms } => {
+            // The page unloaded with this keepalive request in flight: the browser rejects
+            // the page's promise but carries on with the request, so putting its events back
+            // would send them twice.
+            Outcome::NoResponse if flight.handed_off => {}
+            Outcome::Retry { .. } | Outcome::NoResponse => {
+                let after_ms = match outcome {
+                    Outcome::Retry { after_ms } => after_ms,
+                    _ => None,
+                };
                 for e in &flight.events {
                     if flight.handed_off {
                         self.store.set(&e.key, &e.json);
@@ -247,7 +258,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
     }
 
     /// The page is being hidden (`unloading`: `pagehide`, it may never come back). Sends what
-    /// is queued by beacon, in bodies under the beacon limit; events a beacon took leave storage.
+    /// is queued by one beacon under the beacon limit; events the beacon took leave storage.
     /// On unload the request in flight (sent with keepalive) takes its events with it.
     pub fn on_page_hide(&mut self, now: u64, unloading: bool) {
         if !self.enabled {
@@ -281,32 +292,26 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             .into_iter()
             .filter(|k| !inflight.contains(&k.as_str()))
             .collect();
-        let entries = self
-            .queue
-            .claim(&self.store, &keys, now, now + self.config.lease_ms);
-        let mut start = 0;
-        while start < entries.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < entries.len() {
-                let size = entries[end].json.len() + 40;
-                if end > start && bytes + size > self.config.beacon_bytes - 200 {
-                    break;
-                }
-                bytes += size;
-                end += 1;
+        // One beacon, up to the limit: what does not fit stays for the next page load.
+        let mut chunk = Vec::new();
+        let mut bytes = 200;
+        for key in &keys {
+            let Some(json) = self.store.get(key) else {
+                continue;
+            };
+            bytes += json.len() + 40;
+            if bytes > self.config.beacon_bytes {
+                break;
             }
-            let chunk = &entries[start..end];
-            let body = self.body(chunk, now);
-            let taken = body.len() <= self.config.beacon_bytes && self.transport.beacon(&body);
-            for e in chunk {
-                if taken {
-                    Queue::remove(&self.store, &e.key);
-                } else {
-                    Queue::release(&self.store, &e.key);
-                }
+            chunk.push(Entry {
+                key: key.clone(),
+                json,
+            });
+        }
+        if !chunk.is_empty() && self.transport.beacon(&self.body(&chunk, now)) {
+            for e in &chunk {
+                Queue::remove(&self.store, &e.key);
             }
-            start = end;
         }
         self.unsent = 0;
     }

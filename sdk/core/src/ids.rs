@@ -1,5 +1,7 @@
 //! Identifiers: UUID v4 for `messageId`, `anonymousId` and tab IDs.
 
+use alloc::string::String;
+
 use crate::Random;
 
 /// A random (version 4, RFC 4122 variant) UUID in lower-case hex.
@@ -24,6 +26,7 @@ pub fn uuid_v4(rng: &impl Random) -> String {
 mod tests {
     use super::*;
     use crate::testing::CountingRandom;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn uuids_are_version_4_and_distinct() {

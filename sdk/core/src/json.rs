@@ -1,5 +1,7 @@
 //! The little JSON the core writes itself: string literals around already-serialized events.
 
+use alloc::string::String;
+
 /// Appends `s` as a JSON string literal.
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
@@ -22,17 +24,43 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The members of a serialized object, without its braces (`""` for `{}` or a non-object).
+/// Objects come from `JSON.stringify` or this crate, so there is no surrounding whitespace.
+pub fn members(object: &str) -> &str {
+    object
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or("")
+}
+
+/// Appends `members` (`"a":1,"b":2`, possibly empty) to `out`, after a comma when `out` already
+/// has members since its last `{`.
+pub fn push_members(out: &mut String, members: &str) {
+    if members.is_empty() {
+        return;
+    }
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    out.push_str(members);
+}
+
+/// Appends `"key":` after a comma when needed.
+pub fn push_key(out: &mut String, key: &str) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    push_str(out, key);
+    out.push(':');
+}
+
 /// Returns the serialized object `event` with `"sentAt":"<sent_at>"` added as its last member.
 /// `event` must be a JSON object without a `sentAt` member (the SDK writes events that way).
 pub fn with_sent_at(event: &str, sent_at: &str) -> String {
-    let body = event.trim_end();
-    let body = body.strip_suffix('}').unwrap_or(body);
-    let mut out = String::with_capacity(body.len() + 40);
-    out.push_str(body);
-    if !body.trim_end().ends_with('{') {
-        out.push(',');
-    }
-    out.push_str("\"sentAt\":");
+    let mut out = String::with_capacity(event.len() + 40);
+    out.push('{');
+    push_members(&mut out, members(event));
+    push_key(&mut out, "sentAt");
     push_str(&mut out, sent_at);
     out.push('}');
     out
@@ -41,6 +69,7 @@ pub fn with_sent_at(event: &str, sent_at: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn strings_are_escaped() {
@@ -56,5 +85,18 @@ mod tests {
             r#"{"type":"track","sentAt":"T"}"#
         );
         assert_eq!(with_sent_at("{}", "T"), r#"{"sentAt":"T"}"#);
+    }
+
+    #[test]
+    fn members_are_spliced_with_commas_only_between_them() {
+        assert_eq!(members(r#"{"a":1}"#), r#""a":1"#);
+        assert_eq!(members("{}"), "");
+        assert_eq!(members("[1]"), "");
+        let mut out = String::from("{");
+        push_members(&mut out, "");
+        push_members(&mut out, r#""a":1"#);
+        push_key(&mut out, "b");
+        out.push_str("2}");
+        assert_eq!(out, r#"{"a":1,"b":2}"#);
     }
 }

@@ -1,5 +1,12 @@
 //! Browser-independent core of the seam SDK. Knows nothing about web APIs: clock, storage,
-//! transport and randomness come in through traits so the logic is tested natively.
+//! transport and randomness come in through traits so the logic is tested natively. `no_std`
+//! (with `alloc`) so the browser build can drop std's panic and formatting machinery.
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 pub mod backoff;
 pub mod consent;
@@ -11,6 +18,7 @@ pub mod session;
 pub mod storage;
 pub mod testing;
 pub mod time;
+pub mod tracker;
 
 /// The `context.library.name` every event carries.
 pub const LIBRARY_NAME: &str = "seam.js";
@@ -37,6 +45,7 @@ pub trait Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn library_identifies_itself_as_seam_js() {

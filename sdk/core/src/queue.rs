@@ -1,6 +1,10 @@
 //! The persistent event queue: one storage key per event (so tabs never overwrite each other's
 //! writes), ordered by enqueue time, with per-event leases so two tabs never send the same event.
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::storage::Storage;
 use crate::time::{parse_num, push_num};
 
@@ -45,7 +49,7 @@ impl Queue {
             .into_iter()
             .filter(|k| k.starts_with(EVENT_PREFIX))
             .collect();
-        keys.sort();
+        insertion_sort(&mut keys);
         keys
     }
 
@@ -119,10 +123,21 @@ impl Queue {
     }
 }
 
+/// Keys mostly arrive in order already; this is far smaller in wasm than the std sorts.
+fn insertion_sort(keys: &mut [String]) {
+    for i in 1..keys.len() {
+        let mut j = i;
+        while j > 0 && keys[j - 1] > keys[j] {
+            keys.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 fn lease_key(event_key: &str) -> String {
     let mut k = String::with_capacity(event_key.len());
     k.push_str(LEASE_PREFIX);
-    k.push_str(&event_key[EVENT_PREFIX.len().min(event_key.len())..]);
+    k.push_str(event_key.strip_prefix(EVENT_PREFIX).unwrap_or(event_key));
     k
 }
 
@@ -130,6 +145,7 @@ fn lease_key(event_key: &str) -> String {
 mod tests {
     use super::*;
     use crate::storage::MemoryStorage;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn events_come_back_oldest_first_with_their_ids() {

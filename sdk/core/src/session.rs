@@ -1,5 +1,7 @@
 //! Sessions: a new one starts after 30 minutes without activity.
 
+use alloc::string::String;
+
 /// Inactivity after which the next event starts a new session.
 pub const TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
@@ -48,6 +50,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn activity_within_thirty_minutes_keeps_the_session() {

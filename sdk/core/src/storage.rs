@@ -1,9 +1,11 @@
 //! Key-value storage (localStorage, cookies) behind a trait, and the consent gate that keeps
 //! everything in memory until the visitor allows storing.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
+use alloc::borrow::ToOwned;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
 /// A synchronous string store. `set` returns false when the store refused (quota, blocked).
 pub trait Storage {
@@ -14,9 +16,10 @@ pub trait Storage {
     fn keys(&self) -> Vec<String>;
 }
 
-/// An in-memory store; clones share the same map, like two tabs sharing one localStorage.
+/// An in-memory store; clones share the same entries, like two tabs sharing one localStorage.
+/// A plain vector: it holds few entries and keeps the wasm smaller than a map would.
 #[derive(Clone, Default, Debug)]
-pub struct MemoryStorage(Rc<RefCell<BTreeMap<String, String>>>);
+pub struct MemoryStorage(Rc<RefCell<Vec<(String, String)>>>);
 
 impl MemoryStorage {
     pub fn len(&self) -> usize {
@@ -34,17 +37,25 @@ impl MemoryStorage {
 
 impl Storage for MemoryStorage {
     fn get(&self, key: &str) -> Option<String> {
-        self.0.borrow().get(key).cloned()
+        let entries = self.0.borrow();
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
     fn set(&self, key: &str, value: &str) -> bool {
-        self.0.borrow_mut().insert(key.into(), value.into());
+        let mut entries = self.0.borrow_mut();
+        match entries.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => value.clone_into(v),
+            None => entries.push((key.to_owned(), value.to_owned())),
+        }
         true
     }
     fn remove(&self, key: &str) {
-        self.0.borrow_mut().remove(key);
+        self.0.borrow_mut().retain(|(k, _)| k != key);
     }
     fn keys(&self) -> Vec<String> {
-        self.0.borrow().keys().cloned().collect()
+        self.0.borrow().iter().map(|(k, _)| k.clone()).collect()
     }
 }
 
@@ -127,6 +138,7 @@ impl<S: Storage> Storage for Gate<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
     #[test]
     fn closed_gate_writes_nothing_to_the_real_store_until_opened() {
         let real = MemoryStorage::default();

@@ -2,8 +2,11 @@
 
 use crate::Random;
 use crate::delivery::Transport;
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use alloc::borrow::ToOwned;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
 
 /// Deterministic "randomness": a linear congruential sequence.
 #[derive(Default)]

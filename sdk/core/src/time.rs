@@ -1,5 +1,7 @@
 //! RFC 3339 timestamps in UTC with milliseconds, without `format!` (keeps the wasm small).
 
+use alloc::string::String;
+
 /// `2026-11-23T10:00:00.123Z` for `ms` milliseconds since the Unix epoch.
 pub fn iso8601(ms: u64) -> String {
     let secs = ms / 1000;
@@ -71,6 +73,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::prelude::rust_2024::*;
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_milliseconds() {

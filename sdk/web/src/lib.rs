@@ -1,9 +1,295 @@
-//! The browser binding of the seam SDK: exports the JavaScript API over `seam-sdk-core`.
+//! The browser binding of the seam SDK: wasm-bindgen exports over `seam_sdk_core::tracker`.
+//! The loader (`js/seam.js`) owns the JavaScript API's argument forms, reads the page, and
+//! hosts the browser calls (storage, cookie, randomness, fetch, sendBeacon, one timer, the
+//! page-exit listeners) that `platform` puts behind the core's traits; events arrive as JSON
+//! text made by `JSON.stringify`.
 
+#![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod platform;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use js_sys::Function;
+use platform::{Browser, Cookies, Fetch, Host, Local, now};
+use seam_sdk_core::backoff::Outcome;
+use seam_sdk_core::consent::Mode;
+use seam_sdk_core::delivery::{Config, Warning};
+use seam_sdk_core::tracker::{Settings, Tracker};
 use wasm_bindgen::prelude::*;
 
-/// The SDK version, as reported in `context.library.version`.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+// SAFETY: wasm32-unknown-unknown without the atomics feature is single-threaded.
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
+/// Without std a panic traps; the loader catches the resulting error at the boundary.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+struct Sdk {
+    t: Tracker<Local, Cookies, Fetch, Browser>,
+    flush_waiters: Vec<(Vec<String>, Function)>,
+    /// When the host's timer fires next (0: not set).
+    timer_at: u64,
+}
+
+/// The page's one SDK instance.
+struct Global(RefCell<Option<Sdk>>);
+
+// SAFETY: the SDK runs on the page's one thread (wasm32 without atomics); nothing else can
+// reach this static.
+unsafe impl Sync for Global {}
+
+static SDK: Global = Global(RefCell::new(None));
+
+/// Runs `f` on the loaded SDK; `None` when it is not loaded or already busy (re-entered).
+fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> Option<R> {
+    SDK.0.try_borrow_mut().ok()?.as_mut().map(f)
+}
+
+fn ms(at: f64) -> u64 {
+    if at > 0.0 { at as u64 } else { now() }
+}
+
+/// Starts the SDK. The loader has checked the argument types; what only Rust can judge comes
+/// back as an `Error` naming the argument.
 #[wasm_bindgen]
-pub fn version() -> String {
-    seam_sdk_core::LIBRARY_VERSION.into()
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    write_key: String,
+    endpoint: String,
+    consent: &str,
+    categories: &str,
+    cookie_domain: String,
+    flush_at: u32,
+    flush_interval_ms: u32,
+    gpc: bool,
+    host: Host,
+) -> Result<(), JsError> {
+    if write_key.is_empty() {
+        return Err(JsError::new(
+            "seam.load: `writeKey` must be a non-empty string",
+        ));
+    }
+    let Some(mode) = Mode::parse(consent) else {
+        return Err(JsError::new(
+            "seam.load: `options.consent` must be \"opt-in\" or \"opt-out\"",
+        ));
+    };
+    if SDK.0.borrow().is_some() {
+        return Ok(());
+    }
+    let mut delivery = Config::default();
+    if flush_at > 0 {
+        delivery.flush_at = flush_at as usize;
+    }
+    if flush_interval_ms > 0 {
+        delivery.flush_interval_ms = u64::from(flush_interval_ms);
+    }
+    let mut url = endpoint;
+    url.push_str("/v1/batch");
+    let transport = Fetch {
+        url,
+        host: host.clone(),
+    };
+    let settings = Settings {
+        write_key,
+        mode,
+        categories: categories
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect(),
+        gpc,
+        delivery,
+    };
+    let t = Tracker::new(
+        settings,
+        Local(host.clone()),
+        Cookies {
+            host: host.clone(),
+            domain: Some(cookie_domain).filter(|d| !d.is_empty()),
+        },
+        transport,
+        Browser(host),
+        now(),
+    );
+    *SDK.0.borrow_mut() = Some(Sdk {
+        t,
+        flush_waiters: Vec::new(),
+        timer_at: 0,
+    });
+    // Events an earlier page (or a closed tab) left in storage.
+    pump();
+    Ok(())
+}
+
+/// Queues an event of type `kind`: `fields` and `context` are JSON objects (see
+/// `Tracker::record`); `at` is when the page called (ms since epoch).
+#[wasm_bindgen]
+pub fn record(kind: &str, fields: &str, context: &str, at: f64) {
+    with_sdk(|s| {
+        let due = s.t.record(kind, fields, context, ms(at));
+        s.report();
+        match due {
+            Some(true) => s.poll(),
+            Some(false) if s.timer_at == 0 && s.t.delivery.enabled => {
+                let wake = now() + s.t.delivery.config.flush_interval_ms;
+                s.wake_at(wake);
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Sets the user (unless `user_id` is empty) and their merged traits (JSON).
+#[wasm_bindgen]
+pub fn set_user(user_id: String, traits: String) {
+    with_sdk(|s| {
+        s.t.set_user(Some(user_id).filter(|u| !u.is_empty()), Some(traits))
+    });
+}
+
+#[wasm_bindgen]
+pub fn reset(at: f64) {
+    with_sdk(|s| s.t.reset(ms(at)));
+}
+
+/// Calls `resolve` once everything queued so far has been acknowledged (or dropped).
+#[wasm_bindgen]
+pub fn flush(resolve: Function) {
+    let mut resolve = Some(resolve);
+    with_sdk(|s| {
+        let keys = s.t.delivery.outstanding();
+        s.t.delivery.request_flush();
+        if let Some(r) = resolve.take() {
+            s.flush_waiters.push((keys, r));
+        }
+        s.poll();
+    });
+    if let Some(r) = resolve {
+        let _ = r.call0(&JsValue::UNDEFINED);
+    }
+}
+
+/// Applies `choices` (`name=1,name=0`; empty to only read) and returns the preferences as JSON.
+#[wasm_bindgen]
+pub fn consent(choices: &str, context: &str, at: f64) -> String {
+    with_sdk(|s| {
+        if !choices.is_empty() {
+            let parsed: Vec<(String, bool)> = choices
+                .split(',')
+                .filter_map(|c| c.split_once('='))
+                .map(|(k, v)| (String::from(k), v == "1"))
+                .collect();
+            for unknown in s.t.set_consent(&parsed, context, ms(at)) {
+                let mut m = String::from("seam.consent: unknown category `");
+                m.push_str(&unknown);
+                m.push('`');
+                s.host().warn(&m);
+            }
+            s.poll();
+        }
+        s.t.preferences()
+    })
+    .unwrap_or_default()
+}
+
+/// `{"anonymousId":…,"userId":…,"traits":{…}}` as JSON.
+#[wasm_bindgen]
+pub fn user() -> String {
+    with_sdk(|s| s.t.user_json()).unwrap_or_default()
+}
+
+/// The host's answer to request `request`: the HTTP status (0 for a network error) and the
+/// `Retry-After` header (empty when absent).
+#[wasm_bindgen]
+pub fn on_response(request: f64, status: u16, retry_after: &str) {
+    with_sdk(|s| {
+        let outcome = Outcome::from_status(status, Some(retry_after).filter(|r| !r.is_empty()));
+        let rng = Browser(s.host().clone());
+        s.t.delivery
+            .on_outcome(now(), request as u64, outcome, &rng);
+        s.poll();
+    });
+}
+
+/// The host's timer fired.
+#[wasm_bindgen]
+pub fn tick() {
+    with_sdk(|s| {
+        s.timer_at = 0;
+        s.poll();
+    });
+}
+
+/// The page is being hidden (`pagehide`: `unloading`; `visibilitychange` to hidden: not).
+#[wasm_bindgen]
+pub fn page_hide(unloading: bool) {
+    with_sdk(|s| {
+        s.t.delivery.on_page_hide(now(), unloading);
+        s.report();
+    });
+}
+
+fn pump() {
+    with_sdk(Sdk::poll);
+}
+
+impl Sdk {
+    fn poll(&mut self) {
+        let wake = self.t.delivery.poll(now());
+        self.report();
+        if let Some(at) = wake {
+            self.wake_at(at);
+        }
+        if !self.flush_waiters.is_empty() {
+            let outstanding = self.t.delivery.outstanding();
+            self.flush_waiters.retain(|(keys, resolve)| {
+                let done = !keys.iter().any(|k| outstanding.contains(k));
+                if done {
+                    let _ = resolve.call0(&JsValue::UNDEFINED);
+                }
+                !done
+            });
+        }
+    }
+
+    /// Asks the host to call `tick` at `at`, unless it will already call by then.
+    fn wake_at(&mut self, at: u64) {
+        if self.timer_at != 0 && self.timer_at <= at {
+            return;
+        }
+        self.timer_at = at;
+        let delay = at.saturating_sub(now());
+        self.host().wake(delay as f64);
+    }
+
+    fn host(&self) -> &Host {
+        &self.t.delivery.transport.host
+    }
+
+    /// Logs the core's warnings, one console line each.
+    fn report(&mut self) {
+        for w in self.t.delivery.take_warnings() {
+            self.host().warn(match w {
+                Warning::EventTooLarge(_) => "seam: an event over 32 KB was dropped",
+                Warning::QueueFull => "seam: the event queue is full; the oldest event was dropped",
+                Warning::StorageRefused => "seam: storage refused an event; it was dropped",
+                Warning::Rejected(..) => {
+                    "seam: the collector rejected a batch (4xx); it was dropped"
+                }
+            });
+        }
+    }
 }
