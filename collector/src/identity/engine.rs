@@ -491,11 +491,15 @@ impl Engine {
             );
             p
         } else {
-            let survivor = *matched
-                .iter()
-                .min_by_key(|p| (&self.profiles[*p].created, &self.profiles[*p].ext))
-                .expect("matched is not empty");
-            for &m in matched.iter().filter(|m| **m != survivor) {
+            // Oldest first: it survives, and the others are merged (and logged) in age order,
+            // never in the order internal IDs happened to be handed out.
+            let mut matched = matched;
+            matched.sort_by(|a, b| {
+                let (pa, pb) = (&self.profiles[a], &self.profiles[b]);
+                (&pa.created, &pa.ext).cmp(&(&pb.created, &pb.ext))
+            });
+            let survivor = matched[0];
+            for &m in &matched[1..] {
                 let gone = self.profiles.remove(&m).expect("matched profile exists");
                 for &n in &gone.nodes {
                     self.nodes[n as usize].profile = Some(survivor);

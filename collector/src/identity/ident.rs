@@ -129,6 +129,67 @@ impl Default for IdentityConfig {
     }
 }
 
+/// Identity settings on the command line; each also an environment variable.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct IdentityFlags {
+    /// A value never taken as an identifier, besides the built-in placeholders (`null`,
+    /// `undefined`, `guest`, `0`, …); repeatable, the env variable is comma-separated.
+    #[arg(
+        long = "identity-blocked",
+        env = "SEAM_IDENTITY_BLOCKED",
+        value_delimiter = ',',
+        value_name = "VALUE"
+    )]
+    pub blocked: Vec<String>,
+    /// Per-profile limit and priority of an identifier type, `TYPE=LIMIT[:PRIORITY]`, e.g.
+    /// `email=3` or `crm_id=1:2` (priority 1 is kept first); repeatable, env comma-separated.
+    #[arg(
+        long = "identity-limit",
+        env = "SEAM_IDENTITY_LIMITS",
+        value_delimiter = ',',
+        value_name = "RULE"
+    )]
+    pub limits: Vec<String>,
+}
+
+impl IdentityFlags {
+    /// The defaults with these flags applied; the error names the rule at fault.
+    pub fn to_config(&self) -> Result<IdentityConfig, String> {
+        let mut config = IdentityConfig::default();
+        config
+            .blocked
+            .extend(self.blocked.iter().map(|b| b.trim().to_lowercase()));
+        for rule in &self.limits {
+            let bad = |why: &str| {
+                format!("`{rule}`: {why} (expected TYPE=LIMIT[:PRIORITY], e.g. email=3:2)")
+            };
+            let (kind, rest) = rule.split_once('=').ok_or_else(|| bad("no `=`"))?;
+            let kind = IdType::parse(kind.trim()).map_err(|e| bad(&e))?;
+            let (limit, priority) = match rest.split_once(':') {
+                Some((l, p)) => (l, Some(p)),
+                None => (rest, None),
+            };
+            let limit: usize = limit
+                .trim()
+                .parse()
+                .ok()
+                .filter(|l| *l >= 1)
+                .ok_or_else(|| bad("LIMIT must be a number ≥ 1"))?;
+            let priority = match priority {
+                Some(p) => p
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| bad("PRIORITY must be a number ≥ 1"))?,
+                None => config.priority(&kind),
+            };
+            config.rules.insert(kind, (limit, priority));
+        }
+        Ok(config)
+    }
+}
+
 impl IdentityConfig {
     pub fn limit(&self, kind: &IdType) -> usize {
         self.rules.get(kind).unwrap_or(&self.default_rule).0
@@ -225,6 +286,24 @@ mod tests {
         let mut c = IdentityConfig::default();
         c.blocked.push("demo-user".into());
         assert!(c.normalise(IdType::UserId, "DEMO-USER").is_none());
+    }
+
+    #[test]
+    fn flags_add_blocked_values_and_change_limits() {
+        let flags = IdentityFlags {
+            blocked: vec!["Demo-User".into()],
+            limits: vec!["email=2".into(), "crm_id=1:2".into()],
+        };
+        let c = flags.to_config().unwrap();
+        assert!(c.normalise(IdType::UserId, "demo-user").is_none());
+        assert_eq!(c.limit(&IdType::Email), 2);
+        assert_eq!(c.priority(&IdType::Email), 2);
+        assert_eq!(c.limit(&IdType::Custom("crm_id".into())), 1);
+        let bad = IdentityFlags {
+            blocked: vec![],
+            limits: vec!["email=zero".into()],
+        };
+        assert!(bad.to_config().unwrap_err().contains("email=zero"));
     }
 
     #[test]

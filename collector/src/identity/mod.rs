@@ -13,6 +13,6 @@ pub mod service;
 
 pub use api::routes;
 pub use engine::{Dropped, Engine, Erased, Merge};
-pub use ident::{IdType, Identifier, IdentityConfig};
+pub use ident::{IdType, Identifier, IdentityConfig, IdentityFlags};
 pub use input::EventInput;
 pub use service::{Identity, Receipt};
