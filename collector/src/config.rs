@@ -39,6 +39,8 @@ pub struct Config {
     /// Store client IPs truncated (IPv4 to /24, IPv6 to /48) instead of whole.
     #[arg(long, env = "SEAM_TRUNCATE_IP")]
     pub truncate_ip: bool,
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityFlags,
 }
 
 impl Config {
@@ -53,6 +55,7 @@ impl Config {
             sdk_dir: PathBuf::from("target/sdk"),
             site_dir: None,
             truncate_ip: false,
+            identity: Default::default(),
         }
     }
 
@@ -80,6 +83,8 @@ pub enum ConfigError {
     AdminToken(String),
     #[error("storage: {0}")]
     Store(String),
+    #[error("--identity-limit / --identity-blocked: {0}")]
+    Identity(String),
 }
 
 /// One source of events.

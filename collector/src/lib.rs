@@ -63,7 +63,7 @@ impl AppState {
         let store =
             SqliteStore::open(&config.data_dir).map_err(|e| ConfigError::Store(e.to_string()))?;
         Self::with_store(config, sources, Arc::new(store))
-            .with_identity(identity::IdentityConfig::default())
+            .with_identity(config.identity.to_config().map_err(ConfigError::Identity)?)
     }
 
     /// State over any engine (tests, other engines).
