@@ -29,6 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The same allocator as the `seam` binary, since the collector runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WRITE_KEY: &str = "bench-key";
 const EVENTS_PER_BATCH: usize = 50;
 /// Width of the request counter written into every message ID of a batch.
