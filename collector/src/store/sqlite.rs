@@ -72,6 +72,7 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 fn engine(e: rusqlite::Error) -> StoreError {
@@ -102,7 +103,11 @@ impl SqliteStore {
         // In WAL mode FULL makes every commit fsync the log: acknowledged means on disk.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(engine)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(engine)?;
+        // The checkpointer thread copies the WAL into the database between commits; the
+        // writer's own checkpoint (every 64 MB of WAL) only finishes what is left, so the WAL
+        // can restart from its beginning.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(engine)?;
         conn.pragma_update(None, "cache_size", -16_384)
             .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
@@ -142,10 +147,12 @@ impl SqliteStore {
             .name("seam-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
+        let checkpointer = start_checkpointer(&shared.path)?;
         Ok(SqliteStore {
             shared,
             commands: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -159,6 +166,10 @@ impl SqliteStore {
     pub fn close(&self) {
         self.commands.lock().expect("commands lock").take();
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
+            drop(stop);
             let _ = handle.join();
         }
     }
@@ -198,6 +209,29 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// A thread that runs passive checkpoints (they never block the writer) a few times a second,
+/// so the copying of WAL pages into the database is off the commit path. Stops when the
+/// sender is dropped.
+fn start_checkpointer(
+    path: &Path,
+) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
+    let conn = Connection::open(path).map_err(engine)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("seam-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(std::time::Duration::from_millis(250))
+            {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "Background checkpoint failed; the writer's own checkpoint covers it.");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Engine(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok((stop, handle))
 }
 
 /// Reads the fingerprints of the newest rows back into memory, newest first, until rows are
