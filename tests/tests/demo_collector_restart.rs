@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the web SDK (sdk/web: loader, consent, flush, anonymousId), not committed yet"]
 async fn collector_restart_while_browsing_loses_nothing_and_duplicates_nothing() {
     let mut collector = DemoCollector::start().await;
     let visitor = Browser::launch().await;

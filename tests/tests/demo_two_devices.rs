@@ -20,7 +20,6 @@ fn anonymous_ids(profile: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the web SDK (sdk/web: loader, consent, flush, anonymousId), not committed yet"]
 async fn two_devices_sign_in_and_buy_then_the_viewer_shows_one_stitched_profile() {
     let collector = DemoCollector::start().await;
     let (laptop, phone) = tokio::join!(Browser::launch(), Browser::launch());
