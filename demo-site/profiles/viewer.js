@@ -405,7 +405,7 @@
       var merged = out[identifier(i)];
       if (merged) return merged;
       var by = i.added_by || {};
-      return { rule: by.rule ? str(by.rule) : "first event", at: i.first_seen, message_id: by.message_id };
+      return { rule: !by.rule || by.rule === "event" ? "first event" : str(by.rule), at: i.first_seen, message_id: by.message_id };
     };
   }
 
