@@ -125,7 +125,7 @@ pub struct ProfileRef {
 }
 
 /// Stable 64-bit FNV-1a, so link and profile IDs survive restarts and replays.
-fn fnv(parts: &[&str]) -> u64 {
+pub fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain([0xff]) {

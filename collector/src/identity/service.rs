@@ -2,8 +2,8 @@
 //! on-disk view current, answers profile reads, erases, and refuses suppressed identifiers.
 
 use super::db::Db;
-use super::engine::link_stable;
 use super::engine::{Dropped, Engine, Merge};
+use super::engine::{fnv, link_stable};
 use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
 use super::input::{EventInput, format_rfc3339};
 use crate::admission::Admission;
@@ -304,13 +304,7 @@ impl Identity {
             sup.extend(erased.identifiers.iter().cloned());
             erased
         };
-        let receipt_id = format!(
-            "erasure_{:016x}",
-            link_stable(&[Identifier {
-                kind: IdType::Custom("receipt".into()),
-                value: format!("{}/{at}", erased.profile_id),
-            }]) as u64
-        );
+        let receipt_id = format!("erasure_{:016x}", fnv(&[&erased.profile_id, &at]));
         let me = Arc::clone(self);
         let (links, ids, at2, rid) = (
             erased.links.clone(),
