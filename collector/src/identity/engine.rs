@@ -692,7 +692,7 @@ impl Engine {
         let prof = &self.profiles[&p];
         let mine: HashSet<ProfId> = prof.absorbed.iter().copied().chain([p]).collect();
         let comp = &self.comps[self.nodes[prof.nodes[0] as usize].comp as usize];
-        let merges = comp
+        let mut merges: Vec<Merge> = comp
             .merges
             .iter()
             .filter(|m| mine.contains(&m.survivor))
@@ -705,7 +705,7 @@ impl Engine {
                 identifiers: m.identifiers.iter().map(|n| self.node_json(*n)).collect(),
             })
             .collect();
-        let dropped = comp
+        let mut dropped: Vec<Dropped> = comp
             .drops
             .iter()
             .filter(|d| {
@@ -720,6 +720,25 @@ impl Engine {
                 reason: d.reason.clone(),
             })
             .collect();
+        // The component's log is in application order, which joined components interleave;
+        // the answer is in event order.
+        merges.sort_by(|a, b| {
+            (&a.at, &a.message_id, &a.merged).cmp(&(&b.at, &b.message_id, &b.merged))
+        });
+        dropped.sort_by(|a, b| {
+            (
+                &a.at,
+                &a.message_id,
+                &a.identifier.kind,
+                &a.identifier.value,
+            )
+                .cmp(&(
+                    &b.at,
+                    &b.message_id,
+                    &b.identifier.kind,
+                    &b.identifier.value,
+                ))
+        });
         Some((merges, dropped))
     }
 

@@ -65,13 +65,7 @@ impl EventInput {
 
     /// Extracts what identity needs from a normalised Segment message.
     pub fn from_message(msg: &Value, config: &IdentityConfig) -> EventInput {
-        let s = |v: Option<&Value>| -> Option<String> {
-            match v? {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }
-        };
+        let s = text;
         let kind = s(msg.get("type")).unwrap_or_default();
         let event = s(msg.get("event"));
         let context = msg.get("context");
@@ -82,47 +76,15 @@ impl EventInput {
             .and_then(parse_rfc3339)
             .unwrap_or(0);
 
-        let mut ids = Vec::new();
-        let mut push = |kind: IdType, v: Option<String>| {
-            if let Some(id) = v.and_then(|v| config.normalise(kind, &v)) {
-                ids.push(id);
-            }
-        };
-        push(IdType::UserId, s(msg.get("userId")));
-        push(IdType::AnonymousId, s(msg.get("anonymousId")));
+        let (ids, emails) = identifiers(msg, config);
         let traits_obj = msg.get("traits").and_then(Value::as_object);
         let ctx_traits = ctx("traits").and_then(Value::as_object);
         let props = msg.get("properties").and_then(Value::as_object);
-        let mut emails = 0;
-        for src in [traits_obj, ctx_traits, props].into_iter().flatten() {
-            if src.get("email").is_some() {
-                emails += 1;
-            }
-            push(IdType::Email, s(src.get("email")));
-            push(IdType::Phone, s(src.get("phone")));
-        }
-        if kind == "alias" {
-            let prev = s(msg.get("previousId"));
-            // The Segment spec does not type previousId; it is usually the pre-login anonymous ID.
-            push(IdType::AnonymousId, prev);
-        }
-        if let Some(Value::Array(ext)) = ctx("externalIds") {
-            for e in ext {
-                let (Some(t), Some(v)) = (s(e.get("type")), s(e.get("id"))) else {
-                    continue;
-                };
-                if let Ok(kind) = IdType::parse(&t.to_lowercase()) {
-                    push(kind, Some(v));
-                }
-            }
-        }
-        ids.sort();
-        ids.dedup();
 
         let rule = match kind.as_str() {
             "identify" => Rule::Identify,
             "alias" => Rule::Alias,
-            _ if emails > 0 => Rule::EmailOnEvent,
+            _ if emails => Rule::EmailOnEvent,
             _ => Rule::Event,
         };
         let mut traits = Map::new();
@@ -177,6 +139,60 @@ impl EventInput {
             session,
         }
     }
+}
+
+/// A JSON string or number as text.
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The normalised identifiers a message carries (sorted, deduplicated), and whether it carried
+/// an email anywhere; cheaper than [`EventInput::from_message`] when only these are needed.
+pub fn identifiers(msg: &Value, config: &IdentityConfig) -> (Vec<Identifier>, bool) {
+    let s = text;
+    let ctx = |k: &str| msg.get("context").and_then(|c| c.get(k));
+    let kind = msg.get("type").and_then(Value::as_str).unwrap_or_default();
+    let mut ids = Vec::new();
+    let mut push = |kind: IdType, v: Option<String>| {
+        if let Some(id) = v.and_then(|v| config.normalise(kind, &v)) {
+            ids.push(id);
+        }
+    };
+    push(IdType::UserId, s(msg.get("userId")));
+    push(IdType::AnonymousId, s(msg.get("anonymousId")));
+    let traits_obj = msg.get("traits").and_then(Value::as_object);
+    let ctx_traits = ctx("traits").and_then(Value::as_object);
+    let props = msg.get("properties").and_then(Value::as_object);
+    let mut emails = 0;
+    for src in [traits_obj, ctx_traits, props].into_iter().flatten() {
+        if src.get("email").is_some() {
+            emails += 1;
+        }
+        push(IdType::Email, s(src.get("email")));
+        push(IdType::Phone, s(src.get("phone")));
+    }
+    if kind == "alias" {
+        let prev = s(msg.get("previousId"));
+        // The Segment spec does not type previousId; it is usually the pre-login anonymous ID.
+        push(IdType::AnonymousId, prev);
+    }
+    if let Some(Value::Array(ext)) = ctx("externalIds") {
+        for e in ext {
+            let (Some(t), Some(v)) = (s(e.get("type")), s(e.get("id"))) else {
+                continue;
+            };
+            if let Ok(kind) = IdType::parse(&t.to_lowercase()) {
+                push(kind, Some(v));
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    (ids, emails > 0)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -5,7 +5,7 @@ use super::db::Db;
 use super::engine::{Dropped, Engine, Merge};
 use super::engine::{fnv, link_stable};
 use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
-use super::input::{EventInput, format_rfc3339};
+use super::input::{EventInput, format_rfc3339, identifiers};
 use crate::admission::Admission;
 use crate::store::{Identifiers, PageRequest, Store, StoredEvent};
 use serde_json::{Value, json};
@@ -269,8 +269,8 @@ impl Identity {
             };
             let page = self.store.events_for(&targets, page).await?;
             for e in page.items {
-                let input = EventInput::from_message(&e.message, &self.config);
-                if !input.ids.is_empty() && links.contains(&link_stable(&input.ids)) {
+                let (ids, _) = identifiers(&e.message, &self.config);
+                if !ids.is_empty() && links.contains(&link_stable(&ids)) {
                     events.push(e.message);
                 }
             }
