@@ -35,11 +35,21 @@ const DEMO_WRITE_KEY: &str = "demo-write-key";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // `RUST_LOG` filters; `SEAM_LOG_FORMAT=json` gives one JSON object per line for collectors.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if std::env::var("SEAM_LOG_FORMAT").as_deref() == Ok("json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        // Colours only on a terminal, so files and log shippers get plain text.
+        tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init();
+    }
     let (mut config, demo) = match Cli::parse().command {
         Command::Serve(c) => (c, false),
         Command::Demo(c) => (c, true),

@@ -4,8 +4,8 @@
 //! A fingerprint is 64 bits (collision odds about n / 2^64 per message). Each fingerprint is
 //! also stored in its event's row, so the index is rebuilt at start-up from the newest rows.
 //! Memory is about 8 bytes per fingerprint: recent inserts go to a small hash set that is
-//! merged, once it reaches an eighth of the sorted run of its time slot, into that sorted run.
-//! Slots older than the window are dropped whole.
+//! merged, once it reaches an eighth of the sorted run of its time slot, into that sorted run
+//! (runs are capped, so a busy slot has several). Slots older than the window are dropped whole.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -13,6 +13,9 @@ use std::collections::{HashSet, VecDeque};
 pub const WINDOW_MS: i64 = 48 * 3600 * 1000;
 const SLOT_MS: i64 = 4 * 3600 * 1000;
 const MIN_MERGE: usize = 16 * 1024;
+/// A slot's sorted run stops growing here and a new run starts, so merging never copies more
+/// than this many fingerprints (memory peaks stay small).
+const MAX_RUN: usize = 2 * 1024 * 1024;
 
 /// The fingerprint of a message: FNV-1a over the write key, a separator and the message ID,
 /// finished with the SplitMix64 mixer. Stable across releases because it is stored on disk.
@@ -93,10 +96,11 @@ impl DedupIndex {
     /// newest first); each goes to its own slot.
     pub fn insert(&mut self, fp: u64, at_ms: i64) {
         let start = at_ms - at_ms.rem_euclid(SLOT_MS);
-        let pos = match self.slots.iter().position(|s| s.start == start) {
+        let open = |s: &Slot| s.start == start && s.sorted.len() < MAX_RUN;
+        let pos = match self.slots.iter().rposition(open) {
             Some(p) => p,
             None => {
-                let p = self.slots.partition_point(|s| s.start < start);
+                let p = self.slots.partition_point(|s| s.start <= start);
                 self.slots.insert(
                     p,
                     Slot {
@@ -157,6 +161,21 @@ mod tests {
             assert!(index.contains(fingerprint("k", &i.to_string())), "lost {i}");
         }
         assert!(!index.contains(fingerprint("k", "absent")));
+    }
+
+    #[test]
+    fn a_busy_slot_starts_new_runs_and_still_finds_everything() {
+        let mut index = DedupIndex::new();
+        let n = (MAX_RUN + MAX_RUN / 4 + 2 * MIN_MERGE) as u64;
+        for i in 0..n {
+            index.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 5_000);
+        }
+        assert!(index.slots.len() >= 2, "the first run must have been closed");
+        assert!(index.slots.iter().all(|s| s.sorted.len() <= MAX_RUN + MAX_RUN / 8));
+        for i in (0..n).step_by(997) {
+            assert!(index.contains(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        }
+        assert_eq!(index.len(), n as usize);
     }
 
     #[test]

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_anon ON events (anonymous_id) WHERE anonymous_id IS NOT NULL;
+-- Receipt order: appended at the B-tree's right edge, and it covers the start-up dedup rebuild,
+-- which then reads a few bytes per event instead of whole rows.
+CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at, dedup);
 CREATE TABLE IF NOT EXISTS failed (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -234,22 +237,20 @@ fn start_checkpointer(
     Ok((stop, handle))
 }
 
-/// Reads the fingerprints of the newest rows back into memory, newest first, until rows are
-/// older than the dedup window. `seq` grows with time, so the scan stops early.
+/// Reads the fingerprints of the rows received within the dedup window back into memory,
+/// from the covering `events_by_received` index.
 fn rebuild_dedup(conn: &Connection) -> Result<DedupIndex, StoreError> {
-    let now = now_ms();
-    let cutoff = now - dedup::WINDOW_MS;
+    let cutoff = now_ms() - dedup::WINDOW_MS;
     let mut index = DedupIndex::new();
     let mut stmt = conn
-        .prepare("SELECT dedup, received_at FROM events ORDER BY seq DESC")
+        .prepare(
+            "SELECT dedup, received_at FROM events WHERE received_at >= ? ORDER BY received_at",
+        )
         .map_err(engine)?;
-    let mut rows = stmt.query([]).map_err(engine)?;
+    let mut rows = stmt.query([cutoff]).map_err(engine)?;
     while let Some(row) = rows.next().map_err(engine)? {
         let fp: i64 = row.get(0).map_err(engine)?;
         let at: i64 = row.get(1).map_err(engine)?;
-        if at < cutoff {
-            break;
-        }
         index.insert(fp as u64, at);
     }
     Ok(index)
