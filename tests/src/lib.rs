@@ -7,6 +7,7 @@ pub mod capture;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -81,10 +82,12 @@ impl Browser {
         let driver_path =
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let port = free_port();
+        // Its own process group, which Chromium joins, so a failing test can end both at once.
         let driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_path}: {e} (run `cargo xtask test`)"));
         let profile = TempDir::new("chromium-profile");
@@ -127,8 +130,7 @@ impl Browser {
     /// Ends the browser session and the driver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_process_group(&mut self.driver);
     }
 
     /// Polls a JavaScript expression until it returns a truthy value, or panics after `timeout`.
@@ -153,9 +155,22 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// A test that panics never reaches `close`: end ChromeDriver and the Chromium it started,
+    /// or the browsers outlive the test.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        kill_process_group(&mut self.driver);
     }
+}
+
+fn kill_process_group(driver: &mut Child) {
+    if matches!(driver.try_wait(), Ok(None)) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", driver.id())])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
 
 fn free_port() -> u16 {
