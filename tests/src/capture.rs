@@ -87,6 +87,7 @@ impl Capture {
         let inner = shared.inner.clone();
         let router = Router::new()
             .route("/sdk/{file}", get(sdk_file))
+            .route("/v1/projects/{key}/settings", get(segment_settings))
             .route("/v1/{*rest}", any(record))
             .with_state(shared);
         let (addr, stop) = serve(router).await;
@@ -197,6 +198,19 @@ async fn record(
         }
     };
     cors(res)
+}
+
+/// What Segment's CDN answers for a write key, pointed back at this server.
+async fn segment_settings(Path(key): Path<String>, headers: HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let settings = serde_json::json!({
+        "integrations": {"Segment.io": {"apiKey": key, "apiHost": format!("{host}/v1"), "protocol": "http"}},
+        "plan": {"track": {"__default": {"enabled": true}}},
+    });
+    cors(axum::Json(settings).into_response())
 }
 
 async fn sdk_file(State(s): State<Shared>, Path(file): Path<String>) -> Response {

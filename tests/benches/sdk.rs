@@ -1,0 +1,180 @@
+//! `cargo xtask bench sdk`: what the SDK costs a page, next to Segment's analytics.js measured in
+//! the same run. Prints the gzip size of everything a page loads, and the main-thread cost of
+//! `track()` in headless Chromium: the median over 100 samples of 100 calls (10,000 calls), each
+//! sample timed with `performance.now()` around the synchronous calls and divided by 100 (the
+//! clock is too coarse for one call). Between samples each SDK gets 50 ms, untimed, to deliver.
+//! analytics.js comes from the npm package `@segment/analytics-next`, installed at bench time
+//! into the git-ignored `$CARGO_TARGET_DIR/bench-npm/`.
+
+use seam_e2e::capture::{Capture, Pages};
+use seam_e2e::{Browser, sdk_dir, workspace_root};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const SEGMENT_PACKAGE: &str = "@segment/analytics-next";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let segment_dir = install_segment();
+    let seam_files = files_in(&sdk_dir());
+    let segment_file = segment_dir.join("standalone.js");
+
+    let seam = measure(
+        "/sdk-bench-seam.html",
+        sdk_dir(),
+        "seam.track",
+        "seam.flush()",
+    )
+    .await;
+    let segment = measure(
+        "/sdk-bench-segment.html",
+        segment_dir.clone(),
+        "analytics.track",
+        "new Promise(r => setTimeout(r, 50))",
+    )
+    .await;
+
+    println!("\nSDK size (everything a page loads for it)");
+    println!("{:<34} {:>10} {:>10}", "file", "raw B", "gzip B");
+    let mut seam_total = 0;
+    for f in &seam_files {
+        let (raw, gz) = sizes(f);
+        seam_total += gz;
+        println!("{:<34} {raw:>10} {gz:>10}", name(f));
+    }
+    println!("{:<34} {:>10} {seam_total:>10}", "seam total", "");
+    let (raw, segment_gz) = sizes(&segment_file);
+    println!(
+        "{:<34} {raw:>10} {segment_gz:>10}",
+        "analytics.js standalone.js"
+    );
+    println!(
+        "seam / analytics.js gzip: {:.2}",
+        seam_total as f64 / segment_gz as f64
+    );
+
+    println!("\ntrack() main-thread cost in headless Chromium (10,000 calls)");
+    println!("{:<24} {:>12} {:>12}", "SDK", "median µs", "p90 µs");
+    println!("{:<24} {:>12.2} {:>12.2}", "seam", seam.0, seam.1);
+    println!(
+        "{:<24} {:>12.2} {:>12.2}",
+        "analytics.js", segment.0, segment.1
+    );
+    println!("seam / analytics.js median: {:.2}", seam.0 / segment.0);
+}
+
+/// Opens `page` (its script from a capture server serving `dir`), waits for `api` to be the
+/// loaded SDK, and runs the timed loop. Returns (median, p90) µs per call.
+async fn measure(page: &str, dir: PathBuf, api: &str, settle: &str) -> (f64, f64) {
+    let capture = Capture::start(dir).await;
+    let pages = Pages::start(
+        workspace_root().join("tests/fixtures/pages"),
+        capture.origin(),
+    )
+    .await;
+    let browser = Browser::launch().await;
+    browser.client.goto(&pages.url(page)).await.expect("open");
+    let object = api.split('.').next().unwrap();
+    browser
+        .wait_for_js(
+            &format!(
+                "window.{object} && !Array.isArray(window.{object}) && \
+                 (window.{object}.initialized !== false)"
+            ),
+            Duration::from_secs(30),
+        )
+        .await;
+    // analytics.js swaps in its real instance once settings arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let script = format!(
+        "window.__bench = null;
+         (async () => {{
+           const samples = [];
+           for (let s = 0; s < 100; s++) {{
+             const t0 = performance.now();
+             for (let i = 0; i < 100; i++) {api}('Bench Event', {{ i, sku: 'KC-101', price: 39.5 }});
+             samples.push((performance.now() - t0) * 10);
+             await {settle};
+           }}
+           samples.sort((a, b) => a - b);
+           window.__bench = [samples[50], samples[90]];
+         }})();"
+    );
+    browser
+        .client
+        .execute(&script, vec![])
+        .await
+        .expect("start");
+    let result = browser
+        .wait_for_js("window.__bench", Duration::from_secs(300))
+        .await;
+    browser.close().await;
+    let delivered = capture.requests().len();
+    assert!(delivered > 0, "{page}: the SDK sent nothing");
+    (
+        result[0].as_f64().expect("median"),
+        result[1].as_f64().expect("p90"),
+    )
+}
+
+/// Installs the npm package into `$CARGO_TARGET_DIR/bench-npm` (git-ignored) and returns the
+/// folder holding its standalone build.
+fn install_segment() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| workspace_root().join(d))
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let prefix = target.join("bench-npm");
+    let umd = prefix.join("node_modules/@segment/analytics-next/dist/umd");
+    if !umd.join("standalone.js").exists() {
+        std::fs::create_dir_all(&prefix).expect("create bench-npm");
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&prefix)
+            .arg(SEGMENT_PACKAGE)
+            .status()
+            .expect("run npm");
+        assert!(status.success(), "npm install {SEGMENT_PACKAGE} failed");
+    }
+    assert!(
+        umd.join("standalone.js").exists(),
+        "no dist/umd/standalone.js in {SEGMENT_PACKAGE}"
+    );
+    umd
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-sdk`", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn sizes(p: &Path) -> (usize, usize) {
+    let bytes = std::fs::read(p).expect("read");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bytes).expect("gzip");
+    (bytes.len(), gz.finish().expect("gzip").len())
+}
