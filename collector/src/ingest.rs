@@ -14,8 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, CONTENT_ENCODING, CONTENT_LENGTH,
-    CONTENT_TYPE, ORIGIN, USER_AGENT, VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, USER_AGENT, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -376,6 +376,10 @@ async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Re
     if let Some(origin) = origin.filter(|_| allowed) {
         let h = response.headers_mut();
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
         h.insert(VARY, HeaderValue::from_static("Origin"));
     }
     response

@@ -482,6 +482,11 @@ async fn cors_preflight_and_origins_follow_each_sources_configuration() {
         accepted.header("access-control-allow-origin"),
         Some("https://shop.example")
     );
+    // A browser SDK can only honour Retry-After (from this collector or a proxy) if it may read it.
+    assert_eq!(
+        accepted.header("access-control-expose-headers"),
+        Some("Retry-After")
+    );
 }
 
 #[tokio::test]
