@@ -170,8 +170,16 @@ mod tests {
         for i in 0..n {
             index.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 5_000);
         }
-        assert!(index.slots.len() >= 2, "the first run must have been closed");
-        assert!(index.slots.iter().all(|s| s.sorted.len() <= MAX_RUN + MAX_RUN / 8));
+        assert!(
+            index.slots.len() >= 2,
+            "the first run must have been closed"
+        );
+        assert!(
+            index
+                .slots
+                .iter()
+                .all(|s| s.sorted.len() <= MAX_RUN + MAX_RUN / 8)
+        );
         for i in (0..n).step_by(997) {
             assert!(index.contains(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         }
