@@ -341,12 +341,17 @@ pub struct RfmTable {
     revenue: Vec<f64>,
 }
 
+/// The quintile of `v`'s mid-rank among `sorted`: tied values share the middle of their run,
+/// so a lone customer, or a crowd with the same figure, scores 3 rather than the bottom.
 fn quintile<T: PartialOrd>(sorted: &[T], v: &T) -> u8 {
     if sorted.is_empty() {
         return 3;
     }
     let below = sorted.partition_point(|x| x < v);
-    (1 + (5 * below) / sorted.len()).min(5) as u8
+    let not_above = sorted.partition_point(|x| x <= v);
+    let doubled_rank = below + not_above; // twice the mid-rank
+    let n2 = 2 * sorted.len();
+    (5 * doubled_rank).div_ceil(n2).clamp(1, 5) as u8
 }
 
 impl RfmTable {
@@ -397,6 +402,18 @@ mod tests {
         assert_eq!((worst.recency, worst.frequency, worst.monetary), (1, 1, 1));
         assert_eq!(worst.segment(), "lost");
         assert_eq!(t.score(&all[4]).recency, 3);
+    }
+
+    #[test]
+    fn a_lone_customer_or_a_tie_scores_in_the_middle_not_as_lost() {
+        let one = stats(100, 1, 18.0);
+        let t = RfmTable::build([one].into_iter());
+        let r = t.score(&one);
+        assert_eq!((r.recency, r.frequency, r.monetary), (3, 3, 3));
+        assert_ne!(r.segment(), "lost");
+        let same: Vec<_> = (0..6).map(|_| stats(100, 2, 40.0)).collect();
+        let t = RfmTable::build(same.iter().copied());
+        assert_eq!(t.score(&same[0]).frequency, 3);
     }
 
     #[test]
