@@ -4,7 +4,7 @@
 mod identity_support;
 
 use axum::http::StatusCode;
-use identity_support::{Collector, fixture, identities, message_ids};
+use identity_support::{Collector, fixture, identities, message_ids, type_values};
 use serde_json::json;
 
 #[tokio::test]
@@ -212,19 +212,7 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
             .starts_with("erasure_")
     );
     assert!(receipt["at"].as_str().unwrap().ends_with('Z'));
-    let mut suppressed: Vec<String> = receipt["suppressed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{}:{}",
-                i["type"].as_str().unwrap(),
-                i["value"].as_str().unwrap()
-            )
-        })
-        .collect();
-    suppressed.sort();
+    let suppressed = type_values(&receipt["suppressed"]);
     assert_eq!(
         suppressed,
         [

@@ -161,7 +161,12 @@ pub fn fixture(name: &str) -> Vec<Value> {
 
 /// Sorted `type:value` strings of a profile's identities.
 pub fn identities(profile: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = profile["identities"]
+    type_values(&profile["identities"])
+}
+
+/// Sorted `type:value` strings of a JSON array of `{type, value}` objects.
+pub fn type_values(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
         .as_array()
         .unwrap()
         .iter()
