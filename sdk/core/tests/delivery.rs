@@ -41,6 +41,18 @@ fn ids_in(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// Queues `count` events `m0…` of about `kb` KB each, at time 0.
+fn enqueue_padded(t: &mut Tab, count: usize, kb: usize) {
+    let pad = "x".repeat(kb * 1024);
+    for i in 0..count {
+        t.enqueue(
+            0,
+            &format!("m{i}"),
+            &format!(r#"{{"messageId":"m{i}","p":"{pad}"}}"#),
+        );
+    }
+}
+
 fn take_sent(net: &FakeNetwork) -> Vec<(u64, Vec<String>)> {
     net.sent
         .borrow_mut()
@@ -143,14 +155,7 @@ fn an_event_over_32_kb_is_rejected_and_the_others_still_go() {
 fn batches_stay_under_500_kb() {
     let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
     let mut t = tab(&store, &net, "a");
-    let pad = "x".repeat(30 * 1024);
-    for i in 0..19 {
-        t.enqueue(
-            0,
-            &format!("m{i}"),
-            &format!(r#"{{"messageId":"m{i}","p":"{pad}"}}"#),
-        );
-    }
+    enqueue_padded(&mut t, 19, 30);
     t.request_flush();
     t.poll(0);
     let sent = net.sent.borrow();
@@ -213,14 +218,7 @@ fn a_refused_beacon_leaves_the_events_for_the_next_page() {
 fn a_beacon_stays_under_64_kb_and_the_rest_waits_for_the_next_page() {
     let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
     let mut t = tab(&store, &net, "a");
-    let pad = "x".repeat(20 * 1024);
-    for i in 0..5 {
-        t.enqueue(
-            0,
-            &format!("m{i}"),
-            &format!(r#"{{"messageId":"m{i}","p":"{pad}"}}"#),
-        );
-    }
+    enqueue_padded(&mut t, 5, 20);
     t.on_page_hide(1, true);
     {
         let beacons = net.beacons.borrow();
