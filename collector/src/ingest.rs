@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -277,7 +277,7 @@ fn validate(
                 ..
             }) => out.consent_dropped += 1,
             Ok(Normalised { message, .. }) => {
-                if suppressed(state, &message) {
+                if state.admission.refuses(&message) {
                     out.suppressed += 1;
                     continue;
                 }
@@ -306,36 +306,6 @@ fn validate(
         }
     }
     out
-}
-
-/// Asks the admission hook about every identifier the message carries.
-fn suppressed(state: &AppState, m: &serde_json::Map<String, Value>) -> bool {
-    let check = |ty: &str, v: Option<&Value>| {
-        v.and_then(Value::as_str)
-            .is_some_and(|v| state.admission.is_suppressed(ty, v))
-    };
-    if check("user_id", m.get("userId")) || check("anonymous_id", m.get("anonymousId")) {
-        return true;
-    }
-    if let Some(prev) = m.get("previousId").and_then(Value::as_str)
-        && (state.admission.is_suppressed("user_id", prev)
-            || state.admission.is_suppressed("anonymous_id", prev))
-    {
-        return true;
-    }
-    let emails = [
-        m.get("traits").and_then(|t| t.get("email")),
-        m.get("context")
-            .and_then(|c| c.get("traits"))
-            .and_then(|t| t.get("email")),
-    ];
-    emails.into_iter().flatten().any(|e| {
-        e.as_str().is_some_and(|e| {
-            state
-                .admission
-                .is_suppressed("email", &e.trim().to_lowercase())
-        })
-    })
 }
 
 /// CORS for the ingestion routes. Preflights come without the write key, so they pass when any
