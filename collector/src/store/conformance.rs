@@ -18,6 +18,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     timeline_reads_newest_first_across_identifiers_with_cursor(open).await;
     replay_reads_everything_after_a_seq_in_order(open).await;
     erasure_deletes_every_event_of_the_identifiers(open).await;
+    a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
@@ -318,6 +319,44 @@ async fn erasure_deletes_every_event_of_the_identifiers(open: Open<'_>) {
     );
     assert_eq!(store.stats().events, 1);
     assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 0);
+}
+
+async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    // One browser (anonymous ID `shared`): anonymous browsing, u1 logs in, then u2 logs in.
+    store
+        .append(write(vec![
+            event("k", "anon", None, Some("shared")),
+            event("k", "first", Some("u1"), Some("shared")),
+            event("k", "next", Some("u2"), Some("shared")),
+        ]))
+        .await
+        .expect("append");
+    let first = Identifiers {
+        user_ids: vec!["u1".into()],
+        anonymous_ids: vec!["shared".into()],
+    };
+    let timeline = store
+        .events_for(&first, PageRequest::default())
+        .await
+        .expect("read");
+    assert_eq!(
+        timeline
+            .items
+            .iter()
+            .map(|e| e.message_id())
+            .collect::<Vec<_>>(),
+        [Some("first"), Some("anon")],
+        "u2's event on the shared browser is not u1's"
+    );
+    assert_eq!(store.delete_events_for(&first).await.expect("delete"), 2);
+    let left = store.events_after(0, 100).await.expect("replay");
+    assert_eq!(
+        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        [Some("next")],
+        "erasing u1 keeps u2's event"
+    );
 }
 
 async fn failed_messages_are_kept_and_listed_newest_first(open: Open<'_>) {

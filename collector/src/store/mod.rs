@@ -15,6 +15,8 @@
 //! - [`Store::events_after`]: every event with `seq` greater than a given one, oldest first.
 //! - [`Store::delete_events_for`]: erasure; removes the events of a set of identifiers and
 //!   returns how many went.
+//! - Ownership: an event that carries a `userId` belongs to that user. Reads and erasure by
+//!   anonymous ID reach it only if its `userId` is also in the set.
 //!
 //! An engine passes [`conformance`] to be interchangeable with the others.
 
@@ -193,7 +195,10 @@ pub trait Store: Send + Sync + 'static {
     /// only once it is on disk. Committed events then go to subscribers.
     fn append(&self, write: Write) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>>;
 
-    /// Events carrying any of the identifiers, newest first.
+    /// The events of the identifiers, newest first. An event with a `userId` belongs to that
+    /// user: it matches when its `user_id` is in `ids.user_ids`, or when its `anonymous_id` is
+    /// in `ids.anonymous_ids` and its `user_id` is absent or in `ids.user_ids`. So the next
+    /// person on a shared browser (same anonymous ID, another user ID) is not included.
     fn events_for<'a>(
         &'a self,
         ids: &'a Identifiers,
@@ -207,7 +212,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
 
-    /// Deletes every event carrying any of the identifiers; returns how many were deleted.
+    /// Deletes the events of the identifiers, matched as in [`Store::events_for`] (another
+    /// user's events on a shared anonymous ID stay); returns how many were deleted. Ordered
+    /// after every append that resolved before the call.
     fn delete_events_for<'a>(
         &'a self,
         ids: &'a Identifiers,

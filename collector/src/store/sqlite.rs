@@ -460,7 +460,7 @@ fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Err
     }
     for chunk in ids.anonymous_ids.chunks(MAX_IDS_PER_QUERY) {
         let sql = format!(
-            "DELETE FROM events WHERE anonymous_id IN ({})",
+            "DELETE FROM events WHERE anonymous_id IN ({}) AND user_id IS NULL",
             placeholders(chunk.len())
         );
         n += conn.execute(&sql, params_from_iter(chunk))? as u64;
@@ -517,11 +517,16 @@ impl super::Store for SqliteStore {
                     // Per chunk and column, the newest `limit + 1` below the cursor; then the
                     // newest overall. The indexes end in the rowid, so each scan is ordered.
                     let mut found: Vec<(i64, String, String)> = Vec::new();
-                    let cols = [("user_id", &ids.user_ids), ("anonymous_id", &ids.anonymous_ids)];
+                    // An event with a `userId` belongs to that user: by anonymous ID only the
+                    // events without one match (those with one of `ids.user_ids` match above).
+                    let cols = [
+                        ("user_id IN", &ids.user_ids),
+                        ("user_id IS NULL AND anonymous_id IN", &ids.anonymous_ids),
+                    ];
                     for (col, values) in cols {
                         for chunk in values.chunks(MAX_IDS_PER_QUERY) {
                             let sql = format!(
-                                "SELECT seq, write_key, body FROM events WHERE {col} IN ({}) AND seq < ? ORDER BY seq DESC LIMIT ?",
+                                "SELECT seq, write_key, body FROM events WHERE {col} ({}) AND seq < ? ORDER BY seq DESC LIMIT ?",
                                 placeholders(chunk.len())
                             );
                             let mut stmt = conn.prepare_cached(&sql).map_err(engine)?;
