@@ -5,6 +5,9 @@
 //! clock is too coarse for one call). Between samples each SDK gets 50 ms, untimed, to deliver.
 //! analytics.js comes from the npm package `@segment/analytics-next`, installed at bench time
 //! into the git-ignored `$CARGO_TARGET_DIR/bench-npm/`.
+//!
+//! While iterating: `SEAM_BENCH_CALLS=2000` times fewer calls (a multiple of 100), and
+//! `SEAM_BENCH_SEGMENT=0` leaves analytics.js out.
 
 use seam_e2e::capture::{Capture, Pages};
 use seam_e2e::{Browser, sdk_dir, workspace_root};
@@ -24,7 +27,16 @@ fn main() {
     runtime.block_on(run());
 }
 
+/// Calls timed per SDK (`SEAM_BENCH_CALLS`, default 10,000), in samples of 100.
+fn calls() -> usize {
+    std::env::var("SEAM_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.replace(['_', ','], "").parse::<usize>().ok())
+        .map_or(10_000, |n| n.max(100) / 100 * 100)
+}
+
 async fn run() {
+    let with_segment = std::env::var("SEAM_BENCH_SEGMENT").as_deref() != Ok("0");
     let segment_dir = install_segment();
     let seam_files = files_in(&sdk_dir());
     let segment_file = segment_dir.join("standalone.js");
@@ -38,13 +50,17 @@ async fn run() {
         "new Promise(r => setTimeout(r, 50))",
     )
     .await;
-    let segment = measure(
-        "/sdk-bench-segment.html",
-        segment_dir.clone(),
-        "analytics.track",
-        "new Promise(r => setTimeout(r, 50))",
-    )
-    .await;
+    let segment = if with_segment {
+        measure(
+            "/sdk-bench-segment.html",
+            segment_dir.clone(),
+            "analytics.track",
+            "new Promise(r => setTimeout(r, 50))",
+        )
+        .await
+    } else {
+        (f64::NAN, f64::NAN)
+    };
 
     println!("\nSDK size (everything a page loads for it)");
     println!("{:<34} {:>10} {:>10}", "file", "raw B", "gzip B");
@@ -65,7 +81,10 @@ async fn run() {
         seam_total as f64 / segment_gz as f64
     );
 
-    println!("\ntrack() main-thread cost in headless Chromium (10,000 calls)");
+    println!(
+        "\ntrack() main-thread cost in headless Chromium ({} calls per SDK)",
+        calls()
+    );
     println!("{:<24} {:>12} {:>12}", "SDK", "median µs", "p90 µs");
     println!("{:<24} {:>12.2} {:>12.2}", "seam", seam.0, seam.1);
     println!(
@@ -98,11 +117,12 @@ async fn measure(page: &str, dir: PathBuf, api: &str, settle: &str) -> (f64, f64
         .await;
     // analytics.js swaps in its real instance once settings arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = calls() / 100;
     let script = format!(
         "window.__bench = null;
          (async () => {{
            const samples = [];
-           for (let s = 0; s < 100; s++) {{
+           for (let s = 0; s < {samples}; s++) {{
              const t0 = performance.now();
              for (let i = 0; i < 100; i++) {api}('Bench Event', {{ i, sku: 'KC-101', price: 39.5 }});
              samples.push((performance.now() - t0) * 10);
@@ -110,7 +130,8 @@ async fn measure(page: &str, dir: PathBuf, api: &str, settle: &str) -> (f64, f64
              await {settle};
            }}
            samples.sort((a, b) => a - b);
-           window.__bench = [samples[50], samples[90]];
+           window.__bench = [samples[Math.floor(samples.length / 2)],
+                             samples[Math.floor(samples.length * 9 / 10)]];
          }})().catch(e => {{ window.__bench = ['error', String(e && e.stack || e)]; }});"
     );
     browser
@@ -130,7 +151,7 @@ async fn measure(page: &str, dir: PathBuf, api: &str, settle: &str) -> (f64, f64
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{page}: only {} of 100 samples after 300 s",
+            "{page}: only {} of {samples} samples after 300 s",
             state[1]
         );
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -88,30 +88,28 @@ pub struct Delivery<S, T> {
     attempt: u32,
     retry_at: u64,
     flush_requested: bool,
-    /// Events this tab queued since its last send, to trigger by count without a storage scan.
+    /// Events this tab queued since its last send, to trigger by count.
     unsent: usize,
-    /// Events in storage as last counted, to enforce `max_queue` without a scan per event.
-    stored: usize,
     warnings: Vec<Warning>,
 }
 
 impl<S: Storage, T: Transport> Delivery<S, T> {
     pub fn new(store: S, transport: T, config: Config, write_key: String, tab: String) -> Self {
-        let stored = Queue::all_keys(&store).len();
+        let mut queue = Queue::new(tab);
+        queue.load(&store);
         Delivery {
             store,
             transport,
             config,
             enabled: true,
             write_key,
-            queue: Queue::new(tab),
+            queue,
             inflight: None,
             next_request: 0,
             attempt: 0,
             retry_at: 0,
             flush_requested: false,
             unsent: 0,
-            stored,
             warnings: Vec::new(),
         }
     }
@@ -128,21 +126,15 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             self.warnings.push(Warning::EventTooLarge(event.len()));
             return false;
         }
-        if self.stored >= self.config.max_queue {
-            let keys = Queue::all_keys(&self.store);
-            self.stored = keys.len();
-            let excess = (keys.len() + 1).saturating_sub(self.config.max_queue);
-            for key in keys.iter().take(excess) {
-                Queue::remove(&self.store, key);
-                self.warnings.push(Warning::QueueFull);
-            }
-            self.stored -= excess.min(self.stored);
+        while self.queue.keys().len() >= self.config.max_queue.max(1) {
+            let oldest = self.queue.keys()[0].clone();
+            self.queue.remove(&self.store, &oldest);
+            self.warnings.push(Warning::QueueFull);
         }
         if !self.queue.push(&self.store, now, message_id, event) {
             self.warnings.push(Warning::StorageRefused);
             return false;
         }
-        self.stored += 1;
         self.unsent += 1;
         self.unsent >= self.config.flush_at
     }
@@ -154,11 +146,30 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
 
     /// Keys of every event still waiting for acknowledgement.
     pub fn outstanding(&self) -> Vec<String> {
-        let mut keys = Queue::all_keys(&self.store);
+        let mut keys = self.queue.keys().to_vec();
         if let Some(f) = &self.inflight {
             keys.extend(f.events.iter().map(|e| e.key.clone()));
         }
         keys
+    }
+
+    /// Lists the stored events again: the store behind the consent gate changed.
+    pub fn reload(&mut self) {
+        self.queue.load(&self.store);
+    }
+
+    /// Another tab stored (`present`) or removed `key` (the browser's `storage` event).
+    pub fn note(&mut self, key: &str, present: bool) {
+        self.queue.note(key, present);
+    }
+
+    /// Rewrites every queued event with `f` (events held in memory before consent).
+    pub fn rewrite(&self, f: impl Fn(&str) -> String) {
+        for key in self.queue.keys() {
+            if let Some(json) = self.store.get(key) {
+                self.store.set(key, &f(&json));
+            }
+        }
     }
 
     /// Sends a batch when one is due. Returns when to call again (ms since epoch), or `None`
@@ -170,38 +181,32 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
         if now < self.retry_at {
             return Some(self.retry_at);
         }
-        let keys = self.queue.sendable(&self.store, now);
-        self.stored = Queue::all_keys(&self.store).len();
-        let Some(first) = keys.first() else {
+        let Some(first) = self.queue.keys().first() else {
             self.flush_requested = false;
             self.unsent = 0;
             return None;
         };
         let due_at = Queue::enqueued_at(first) + self.config.flush_interval_ms;
-        if !(self.flush_requested || keys.len() >= self.config.flush_at || now >= due_at) {
+        if !(self.flush_requested
+            || self.queue.keys().len() >= self.config.flush_at
+            || now >= due_at)
+        {
             return Some(due_at);
         }
-        let lease_until = now + self.config.lease_ms;
-        let limit = self.config.flush_at.max(1);
-        let mut batch: Vec<Entry> = Vec::new();
-        let mut bytes = 0;
-        for chunk in keys.chunks(limit) {
-            for entry in self.queue.claim(&self.store, chunk, now, lease_until) {
-                let size = entry.json.len() + 40;
-                if !batch.is_empty()
-                    && (batch.len() >= limit || bytes + size > self.config.max_batch_bytes - 200)
-                {
-                    Queue::release(&self.store, &entry.key);
-                    continue;
-                }
-                bytes += size;
-                batch.push(entry);
-            }
-            if batch.len() >= limit {
-                break;
-            }
-        }
+        let batch = self.queue.claim(
+            &self.store,
+            now,
+            now + self.config.lease_ms,
+            self.config.flush_at.max(1),
+            self.config.max_batch_bytes - 200,
+            &[],
+        );
         if batch.is_empty() {
+            if self.queue.keys().is_empty() {
+                self.flush_requested = false;
+                self.unsent = 0;
+                return None;
+            }
             return Some(now + self.config.flush_interval_ms);
         }
         self.unsent = self.unsent.saturating_sub(batch.len());
@@ -230,7 +235,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
                         .push(Warning::Rejected(status, flight.events.len()));
                 }
                 for e in &flight.events {
-                    Queue::remove(&self.store, &e.key);
+                    self.queue.remove(&self.store, &e.key);
                 }
                 self.attempt = 0;
                 self.retry_at = 0;
@@ -246,7 +251,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
                 };
                 for e in &flight.events {
                     if flight.handed_off {
-                        self.store.set(&e.key, &e.json);
+                        self.queue.put(&self.store, e.key.clone(), &e.json);
                     }
                     Queue::release(&self.store, &e.key);
                 }
@@ -273,7 +278,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             && body_len(&f.events, extra) <= beacon_bytes
         {
             for e in &f.events {
-                Queue::remove(&self.store, &e.key);
+                self.queue.remove(&self.store, &e.key);
             }
             f.handed_off = true;
         }
@@ -281,36 +286,24 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             // The collector asked us to wait; the next page load sends these.
             return;
         }
-        let inflight: Vec<&str> = self
-            .inflight
-            .iter()
-            .flat_map(|f| f.events.iter().map(|e| e.key.as_str()))
-            .collect();
-        let keys: Vec<String> = self
-            .queue
-            .sendable(&self.store, now)
-            .into_iter()
-            .filter(|k| !inflight.contains(&k.as_str()))
-            .collect();
+        let inflight = self.inflight.as_ref().map_or(&[][..], |f| &f.events[..]);
         // One beacon, up to the limit: what does not fit stays for the next page load.
-        let mut chunk = Vec::new();
-        let mut bytes = 200;
-        for key in &keys {
-            let Some(json) = self.store.get(key) else {
-                continue;
-            };
-            bytes += json.len() + 40;
-            if bytes > self.config.beacon_bytes {
-                break;
-            }
-            chunk.push(Entry {
-                key: key.clone(),
-                json,
-            });
-        }
-        if !chunk.is_empty() && self.transport.beacon(&self.body(&chunk, now)) {
+        let chunk = self.queue.claim(
+            &self.store,
+            now,
+            now + self.config.lease_ms,
+            usize::MAX,
+            beacon_bytes.saturating_sub(extra),
+            inflight,
+        );
+        if !chunk.is_empty() {
+            let sent = self.transport.beacon(&self.body(&chunk, now));
             for e in &chunk {
-                Queue::remove(&self.store, &e.key);
+                if sent {
+                    self.queue.remove(&self.store, &e.key);
+                } else {
+                    Queue::release(&self.store, &e.key);
+                }
             }
         }
         self.unsent = 0;

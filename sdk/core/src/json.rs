@@ -66,6 +66,18 @@ pub fn with_sent_at(event: &str, sent_at: &str) -> String {
     out
 }
 
+/// Returns `event` with the object value of its last member replaced by `object`: events end
+/// with `…"categoryPreferences":{…}}}}` (see `Tracker::build`), so this restamps their consent.
+pub fn with_last_object(event: &str, object: &str) -> String {
+    let body = event.trim_end_matches('}');
+    let start = body.rfind('{').unwrap_or(body.len());
+    let mut out = String::with_capacity(event.len() + object.len());
+    out.push_str(event.get(..start).unwrap_or(event));
+    out.push_str(object);
+    out.push_str(event.get(body.len() + 1..).unwrap_or(""));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +97,14 @@ mod tests {
             r#"{"type":"track","sentAt":"T"}"#
         );
         assert_eq!(with_sent_at("{}", "T"), r#"{"sentAt":"T"}"#);
+    }
+
+    #[test]
+    fn the_last_object_of_an_event_is_replaced() {
+        assert_eq!(
+            with_last_object(r#"{"a":{"b":1},"c":{"p":{"x":false}}}"#, r#"{"x":true}"#),
+            r#"{"a":{"b":1},"c":{"p":{"x":true}}}"#
+        );
     }
 
     #[test]

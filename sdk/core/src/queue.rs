@@ -1,5 +1,7 @@
 //! The persistent event queue: one storage key per event (so tabs never overwrite each other's
 //! writes), ordered by enqueue time, with per-event leases so two tabs never send the same event.
+//! Storage is listed once per page: after that the tab keeps an index of the keys in memory, so
+//! queueing an event is one storage write whatever the queue's length.
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -22,11 +24,46 @@ pub struct Entry {
 pub struct Queue {
     tab: String,
     seq: u64,
+    /// Stored event keys, oldest first: listed from storage by `load`, then kept by this tab's
+    /// own writes and by `note` (other tabs' writes, from the browser's `storage` events). A key
+    /// another tab removed unnoticed is dropped when a claim finds it gone.
+    keys: Vec<String>,
 }
 
 impl Queue {
     pub fn new(tab: String) -> Self {
-        Queue { tab, seq: 0 }
+        Queue {
+            tab,
+            seq: 0,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Lists the stored events again (page load, consent granted or denied).
+    pub fn load(&mut self, store: &impl Storage) {
+        self.keys.clear();
+        for k in store.keys() {
+            self.note(&k, true);
+        }
+    }
+
+    /// Keys of the stored events this tab knows of, oldest first.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Another tab stored (`present`) or removed `key`; keys outside the queue are ignored.
+    pub fn note(&mut self, key: &str, present: bool) {
+        if !key.starts_with(EVENT_PREFIX) {
+            return;
+        }
+        let at = self.keys.partition_point(|k| k.as_str() < key);
+        let known = self.keys.get(at).is_some_and(|k| k == key);
+        if present && !known {
+            self.keys.insert(at, key.to_owned());
+        } else if !present && known {
+            self.keys.remove(at);
+        }
     }
 
     /// Stores an event; returns false when the store refused it (quota).
@@ -39,62 +76,70 @@ impl Queue {
         push_num(&mut key, self.seq, 6);
         key.push('.');
         key.push_str(message_id);
-        store.set(&key, json)
+        self.put(store, key, json)
     }
 
-    /// Keys of every stored event, oldest first.
-    pub fn all_keys(store: &impl Storage) -> Vec<String> {
-        let mut keys: Vec<String> = store
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with(EVENT_PREFIX))
-            .collect();
-        insertion_sort(&mut keys);
-        keys
+    /// Stores `json` under `key` again (a handed-off request failed).
+    pub fn put(&mut self, store: &impl Storage, key: String, json: &str) -> bool {
+        let stored = store.set(&key, json);
+        if stored {
+            self.note(&key, true);
+        }
+        stored
     }
 
-    /// Events no other live tab has claimed, oldest first.
-    pub fn sendable(&self, store: &impl Storage, now: u64) -> Vec<String> {
-        Queue::all_keys(store)
-            .into_iter()
-            .filter(|k| match self.lease_holder(store, k, now) {
-                None => true,
-                Some(tab) => tab == self.tab,
+    /// Whether another live tab holds a lease on `key`.
+    fn leased_by_other(&self, store: &impl Storage, key: &str, now: u64) -> bool {
+        store.get(&lease_key(key)).is_some_and(|lease| {
+            lease.rsplit_once('.').is_some_and(|(tab, until)| {
+                tab != self.tab && parse_num(until).is_some_and(|u| u > now)
             })
-            .collect()
+        })
     }
 
-    /// The tab holding an unexpired lease on `key`.
-    fn lease_holder(&self, store: &impl Storage, key: &str, now: u64) -> Option<String> {
-        let lease = store.get(&lease_key(key))?;
-        let (tab, until) = lease.rsplit_once('.')?;
-        (parse_num(until)? > now).then(|| tab.to_owned())
-    }
-
-    /// Claims `keys` until `until`; returns the entries this tab now holds (a key another tab
-    /// claimed in the meantime, or that was removed, is left out).
-    pub fn claim(&self, store: &impl Storage, keys: &[String], now: u64, until: u64) -> Vec<Entry> {
+    /// Claims the oldest events no other live tab holds, leaving out those in `skip`, until
+    /// `until`: at most `max` of them, and past the first only while their JSON (plus 40 bytes
+    /// each for `sentAt` and commas) stays within `max_bytes`. Keys found removed leave the index.
+    pub fn claim(
+        &mut self,
+        store: &impl Storage,
+        now: u64,
+        until: u64,
+        max: usize,
+        max_bytes: usize,
+        skip: &[Entry],
+    ) -> Vec<Entry> {
         let mut lease = self.tab.clone();
         lease.push('.');
         push_num(&mut lease, until, 1);
         let mut held = Vec::new();
-        for key in keys {
-            if matches!(self.lease_holder(store, key, now), Some(t) if t != self.tab) {
+        let mut bytes = 0;
+        let mut i = 0;
+        while held.len() < max {
+            let Some(key) = self.keys.get(i) else { break };
+            if skip.iter().any(|e| e.key == *key) || self.leased_by_other(store, key, now) {
+                i += 1;
                 continue;
             }
-            store.set(&lease_key(key), &lease);
+            let Some(json) = store.get(key) else {
+                store.remove(&lease_key(key));
+                self.keys.remove(i);
+                continue;
+            };
+            if !held.is_empty() && bytes + json.len() + 40 > max_bytes {
+                break;
+            }
+            let lk = lease_key(key);
+            store.set(&lk, &lease);
             // Read back: a tab that wrote after us owns it.
-            if store.get(&lease_key(key)).as_deref() != Some(lease.as_str()) {
-                continue;
-            }
-            if let Some(json) = store.get(key) {
+            if store.get(&lk).as_deref() == Some(lease.as_str()) {
+                bytes += json.len() + 40;
                 held.push(Entry {
                     key: key.clone(),
                     json,
                 });
-            } else {
-                store.remove(&lease_key(key));
             }
+            i += 1;
         }
         held
     }
@@ -105,9 +150,10 @@ impl Queue {
     }
 
     /// Deletes a delivered (or dropped) event and its lease.
-    pub fn remove(store: &impl Storage, key: &str) {
+    pub fn remove(&mut self, store: &impl Storage, key: &str) {
         store.remove(key);
         store.remove(&lease_key(key));
+        self.note(key, false);
     }
 
     /// The enqueue time encoded in a key.
@@ -120,17 +166,6 @@ impl Queue {
     /// The `messageId` encoded in a key.
     pub fn message_id(key: &str) -> &str {
         key.rsplit('.').next().unwrap_or("")
-    }
-}
-
-/// Keys mostly arrive in order already; this is far smaller in wasm than the std sorts.
-fn insertion_sort(keys: &mut [String]) {
-    for i in 1..keys.len() {
-        let mut j = i;
-        while j > 0 && keys[j - 1] > keys[j] {
-            keys.swap(j - 1, j);
-            j -= 1;
-        }
     }
 }
 
@@ -147,37 +182,65 @@ mod tests {
     use crate::storage::MemoryStorage;
     use std::prelude::rust_2024::*;
 
+    fn ids(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| Queue::message_id(&e.key)).collect()
+    }
+
     #[test]
     fn events_come_back_oldest_first_with_their_ids() {
         let store = MemoryStorage::default();
         let mut q = Queue::new("tab1".into());
         q.push(&store, 2_000, "m2", "{}");
         q.push(&store, 1_000, "m1", "{}");
-        let keys = q.sendable(&store, 3_000);
-        assert_eq!(
-            keys.iter()
-                .map(|k| Queue::message_id(k))
-                .collect::<Vec<_>>(),
-            ["m1", "m2"]
-        );
-        assert_eq!(Queue::enqueued_at(&keys[0]), 1_000);
+        let held = q.claim(&store, 3_000, 4_000, 10, 1 << 20, &[]);
+        assert_eq!(ids(&held), ["m1", "m2"]);
+        assert_eq!(Queue::enqueued_at(&held[0].key), 1_000);
+    }
+
+    #[test]
+    fn a_new_page_finds_what_an_earlier_one_left_in_storage() {
+        let store = MemoryStorage::default();
+        let mut old = Queue::new("old".into());
+        old.push(&store, 2, "m2", "{}");
+        old.push(&store, 1, "m1", "{}");
+        let mut new = Queue::new("new".into());
+        new.load(&store);
+        assert_eq!(new.keys(), old.keys());
     }
 
     #[test]
     fn an_event_claimed_by_one_tab_is_not_sent_by_another_until_the_lease_expires() {
         let store = MemoryStorage::default();
         let mut a = Queue::new("a".into());
-        let b = Queue::new("b".into());
+        let mut b = Queue::new("b".into());
         a.push(&store, 1, "m1", "{}");
-        let keys = a.sendable(&store, 10);
-        assert_eq!(a.claim(&store, &keys, 10, 100).len(), 1);
-        assert!(b.sendable(&store, 50).is_empty());
-        assert!(b.claim(&store, &keys, 50, 150).is_empty());
+        b.load(&store);
+        assert_eq!(a.claim(&store, 10, 100, 10, 1 << 20, &[]).len(), 1);
+        assert!(b.claim(&store, 50, 150, 10, 1 << 20, &[]).is_empty());
         assert_eq!(
-            b.sendable(&store, 100).len(),
+            b.claim(&store, 100, 200, 10, 1 << 20, &[]).len(),
             1,
             "a dead tab's lease runs out"
         );
+    }
+
+    #[test]
+    fn another_tabs_writes_reach_the_index_and_removed_events_leave_it() {
+        let store = MemoryStorage::default();
+        let mut a = Queue::new("a".into());
+        let mut b = Queue::new("b".into());
+        a.push(&store, 1, "m1", "{}");
+        a.push(&store, 2, "m2", "{}");
+        for k in a.keys() {
+            b.note(k, true);
+        }
+        b.note("seam.session", true);
+        assert_eq!(b.keys(), a.keys());
+        let first = a.keys()[0].clone();
+        a.remove(&store, &first);
+        let held = b.claim(&store, 10, 100, 10, 1 << 20, &[]);
+        assert_eq!(ids(&held), ["m2"]);
+        assert_eq!(b.keys().len(), 1, "the vanished key left b's index");
     }
 
     #[test]
@@ -185,9 +248,9 @@ mod tests {
         let store = MemoryStorage::default();
         let mut a = Queue::new("a".into());
         a.push(&store, 1, "m1", "{}");
-        let keys = a.sendable(&store, 10);
-        a.claim(&store, &keys, 10, 100);
-        Queue::remove(&store, &keys[0]);
+        let held = a.claim(&store, 10, 100, 10, 1 << 20, &[]);
+        a.remove(&store, &held[0].key);
         assert!(store.is_empty());
+        assert!(a.keys().is_empty());
     }
 }

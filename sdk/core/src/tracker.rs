@@ -5,7 +5,7 @@
 
 use crate::consent::{ANALYTICS, Consent, Mode};
 use crate::delivery::{Config, Delivery, Transport};
-use crate::json::{members, push_key, push_members, push_str};
+use crate::json::{self, members, push_key, push_members, push_str};
 use crate::session::Session;
 use crate::storage::{Gate, Storage};
 use crate::time::{iso8601, push_num};
@@ -146,11 +146,21 @@ impl<S: Storage, K: Storage, T: Transport, R: Random> Tracker<S, K, T, R> {
         if !self.recording() {
             return None;
         }
+        let before = self.session;
         let (id, json) = self.build(kind, fields, context, at);
-        if self.delivery.store.is_open() {
+        // The session is stored when it changes or every 10 s of activity, not per event: one
+        // storage write per event is the queue's. Leaving the page stores it exactly.
+        if before.id != self.session.id || before.last_activity / 10_000 != at / 10_000 {
             self.delivery.store.set(SESSION_KEY, &self.session.encode());
         }
         Some(self.delivery.enqueue(at, &id, &json))
+    }
+
+    /// The page is being hidden: stores the session's last activity and hands the queue to a
+    /// beacon (see `Delivery::on_page_hide`).
+    pub fn page_hide(&mut self, now: u64, unloading: bool) {
+        self.delivery.store.set(SESSION_KEY, &self.session.encode());
+        self.delivery.on_page_hide(now, unloading);
     }
 
     fn build(&mut self, kind: &str, fields: &str, context: &str, at: u64) -> (String, String) {
@@ -223,11 +233,18 @@ impl<S: Storage, K: Storage, T: Transport, R: Random> Tracker<S, K, T, R> {
         at: u64,
     ) -> Vec<String> {
         let unknown = self.consent.set(choices);
-        if self.consent.granted(ANALYTICS) {
+        if self.consent.granted(ANALYTICS) && !self.delivery.store.is_open() {
+            // What waited in memory was stamped with the consent of its time (analytics not
+            // granted, which the collector drops); it goes out under the consent just given.
+            let preferences = self.preferences();
+            self.delivery
+                .rewrite(|event| json::with_last_object(event, &preferences));
             self.delivery.store.open();
+            self.delivery.reload();
         }
         if !self.delivery.store.is_open() {
             self.delivery.store.discard();
+            self.delivery.reload();
             return unknown;
         }
         self.delivery.enabled = true;

@@ -7,7 +7,9 @@ use seam_sdk_core::backoff::Outcome;
 use seam_sdk_core::delivery::{Config, Delivery, Warning};
 use seam_sdk_core::storage::{MemoryStorage, Storage};
 use seam_sdk_core::testing::{CountingRandom, FakeNetwork};
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 type Tab = Delivery<MemoryStorage, FakeNetwork>;
 
@@ -237,10 +239,10 @@ fn a_beacon_stays_under_64_kb_and_the_rest_waits_for_the_next_page() {
 fn two_tabs_do_not_send_the_same_stored_event() {
     let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
     let mut a = tab(&store, &net, "a");
-    let mut b = tab(&store, &net, "b");
     for i in 0..5 {
         a.enqueue(0, &format!("m{i}"), &event(&format!("m{i}")));
     }
+    let mut b = tab(&store, &net, "b");
     a.request_flush();
     b.request_flush();
     a.poll(1);
@@ -249,6 +251,69 @@ fn two_tabs_do_not_send_the_same_stored_event() {
     let sent = take_sent(&net);
     assert_eq!(sent.len(), 1, "b found every event claimed by a");
     assert!(net.beacons.borrow().is_empty());
+}
+
+/// A store that counts what it is asked, to show what a call costs.
+#[derive(Clone, Default)]
+struct Counting {
+    inner: MemoryStorage,
+    writes: Rc<Cell<usize>>,
+    listings: Rc<Cell<usize>>,
+}
+
+impl Storage for Counting {
+    fn get(&self, key: &str) -> Option<String> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &str) -> bool {
+        self.writes.set(self.writes.get() + 1);
+        self.inner.set(key, value)
+    }
+    fn remove(&self, key: &str) {
+        self.inner.remove(key)
+    }
+    fn keys(&self) -> Vec<String> {
+        self.listings.set(self.listings.get() + 1);
+        self.inner.keys()
+    }
+}
+
+#[test]
+fn queueing_an_event_is_one_storage_write_however_full_the_queue() {
+    let store = Counting::default();
+    let mut t = Delivery::new(
+        store.clone(),
+        FakeNetwork::default(),
+        Config {
+            max_queue: 50,
+            ..Config::default()
+        },
+        "wk".into(),
+        "a".into(),
+    );
+    t.enabled = false;
+    for i in 0..200 {
+        t.enqueue(i, &format!("m{i}"), &event(&format!("m{i}")));
+    }
+    assert_eq!(store.writes.get(), 200);
+    assert_eq!(store.listings.get(), 1, "storage is listed once, at load");
+    assert_eq!(store.inner.len(), 50, "the oldest were dropped");
+}
+
+#[test]
+fn events_another_tab_queues_are_sent_once_the_tab_hears_of_them() {
+    let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
+    let mut a = tab(&store, &net, "a");
+    let other = FakeNetwork::default();
+    let mut b = tab(&store, &other, "b");
+    b.enqueue(0, "m1", &event("m1"));
+    for k in store.keys() {
+        a.note(&k, true);
+    }
+    drop(b);
+    a.request_flush();
+    a.poll(70_000);
+    assert_eq!(take_sent(&net)[0].1, ["m1"]);
 }
 
 #[test]

@@ -158,6 +158,10 @@ fn opt_in_holds_events_in_memory_then_sends_them_with_their_timestamps_on_grant(
     assert_eq!(names, ["Early", "Consent Updated"]);
     assert_eq!(events[0]["timestamp"], "1970-01-01T00:16:40.100Z");
     assert_eq!(
+        events[0]["context"]["consent"]["categoryPreferences"]["analytics"], true,
+        "an event held before the grant goes out under the consent granted"
+    );
+    assert_eq!(
         events[1]["properties"]["categoryPreferences"]["analytics"],
         true
     );

@@ -41,11 +41,16 @@
     var l = location, d = document;
     return { path: l.pathname, referrer: d.referrer, search: l.search, title: d.title, url: l.href };
   }
-  var timezone;
+  var timezone, seen;
   try {
     timezone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   } catch (e) {}
+  // The wasm keeps the context it was given last: "" means unchanged, so a call does not
+  // re-read the page or cross the boundary with it.
   function context() {
+    var l = location, d = document, key = l.href + "\n" + d.title + "\n" + d.referrer;
+    if (key == seen) return "";
+    seen = key;
     var n = navigator, s = w.screen || {}, campaign = {}, found = false;
     new URLSearchParams(location.search).forEach(function (v, k) {
       if (k.indexOf("utm_") == 0) {
@@ -62,7 +67,7 @@
   }
   // What the wasm calls back: the network and one timer. Requests are aborted after 30 s, half
   // a tab's claim on the events it sends, so the claim never outlives the request.
-  var timer, store;
+  var timer, store, pool = new Uint32Array(64), left = 0;
   try {
     store = w.localStorage;
   } catch (e) {}
@@ -105,7 +110,11 @@
       } catch (e) {}
     },
     random: function () {
-      return crypto.getRandomValues(new Uint32Array(1))[0];
+      if (!left) {
+        crypto.getRandomValues(pool);
+        left = pool.length;
+      }
+      return pool[--left];
     },
     send: function (request, url, body, keepalive) {
       var answer = function (status, retryAfter) {
@@ -146,6 +155,12 @@
     } catch (e) {}
   }
   w.addEventListener("pagehide", function () { hidden(true); });
+  // Another tab changed the queue: the wasm keeps an index of it rather than listing storage.
+  w.addEventListener("storage", function (e) {
+    try {
+      if (loaded && (e.key == null || !e.key.indexOf("seam.q."))) sdk.stored(e.key || "", e.newValue != null);
+    } catch (x) {}
+  });
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState == "hidden") hidden(false);
   });

@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod platform;
 
+use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -41,6 +42,16 @@ struct Sdk {
     flush_waiters: Vec<(Vec<String>, Function)>,
     /// When the host's timer fires next (0: not set).
     timer_at: u64,
+    /// The page context (JSON) last given; the loader sends it again only when it changed.
+    context: String,
+}
+
+impl Sdk {
+    fn context(&mut self, context: &str) {
+        if !context.is_empty() {
+            context.clone_into(&mut self.context);
+        }
+    }
 }
 
 /// The page's one SDK instance.
@@ -128,6 +139,7 @@ pub fn load(
         t,
         flush_waiters: Vec::new(),
         timer_at: 0,
+        context: String::new(),
     });
     // Events an earlier page (or a closed tab) left in storage.
     pump();
@@ -135,11 +147,13 @@ pub fn load(
 }
 
 /// Queues an event of type `kind`: `fields` and `context` are JSON objects (see
-/// `Tracker::record`); `at` is when the page called (ms since epoch).
+/// `Tracker::record`), `context` empty when it is the one given last; `at` is when the page
+/// called (ms since epoch).
 #[wasm_bindgen]
 pub fn record(kind: &str, fields: &str, context: &str, at: f64) {
     with_sdk(|s| {
-        let due = s.t.record(kind, fields, context, ms(at));
+        s.context(context);
+        let due = s.t.record(kind, fields, &s.context, ms(at));
         s.report();
         match due {
             Some(true) => s.poll(),
@@ -192,7 +206,8 @@ pub fn consent(choices: &str, context: &str, at: f64) -> String {
                 .filter_map(|c| c.split_once('='))
                 .map(|(k, v)| (String::from(k), v == "1"))
                 .collect();
-            for unknown in s.t.set_consent(&parsed, context, ms(at)) {
+            s.context(context);
+            for unknown in s.t.set_consent(&parsed, &s.context, ms(at)) {
                 let mut m = String::from("seam.consent: unknown category `");
                 m.push_str(&unknown);
                 m.push('`');
@@ -237,8 +252,21 @@ pub fn tick() {
 #[wasm_bindgen]
 pub fn page_hide(unloading: bool) {
     with_sdk(|s| {
-        s.t.delivery.on_page_hide(now(), unloading);
+        s.t.page_hide(now(), unloading);
         s.report();
+    });
+}
+
+/// Another tab stored (`present`) or removed `key` in localStorage; an empty key means it was
+/// cleared.
+#[wasm_bindgen]
+pub fn stored(key: &str, present: bool) {
+    with_sdk(|s| {
+        if key.is_empty() {
+            s.t.delivery.reload();
+        } else {
+            s.t.delivery.note(key, present);
+        }
     });
 }
 
