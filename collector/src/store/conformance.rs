@@ -18,6 +18,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     timeline_reads_newest_first_across_identifiers_with_cursor(open).await;
     replay_reads_everything_after_a_seq_in_order(open).await;
     erasure_deletes_every_event_of_the_identifiers(open).await;
+    every_acknowledged_write_is_readable_at_once(open).await;
     a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
     a_malformed_cursor_is_an_error(open).await;
@@ -112,9 +113,13 @@ async fn appended_events_get_growing_seqs_and_reach_subscribers_after_commit(ope
     );
     assert!(a[0] < a[1] && a[1] < b[0], "seqs must grow: {a:?} {b:?}");
 
-    // Delivered by the time the append resolved, in commit order, with `seq` in the message.
+    // Delivered soon after the append resolved, in commit order, with `seq` in the message.
     let mut got = Vec::new();
-    while let Ok(batch) = sub.try_recv() {
+    while got.len() < 3 {
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv())
+            .await
+            .expect("committed events reach subscribers")
+            .expect("subscribed");
         got.extend(batch.iter().cloned());
     }
     assert_eq!(
@@ -357,6 +362,63 @@ async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(
         [Some("next")],
         "erasing u1 keeps u2's event"
     );
+}
+
+async fn every_acknowledged_write_is_readable_at_once(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    for i in 0..20 {
+        let big: Vec<NewEvent> = (0..500)
+            .map(|j| event("k", &format!("m{i}-{j}"), Some("u"), Some(&format!("a{i}"))))
+            .collect();
+        let s = seqs(&store.append(write(big)).await.expect("append"));
+        // Each read right after its ack sees the whole write, by every read path.
+        let replay = store.events_after(s[0] - 1, 1_000).await.expect("replay");
+        assert_eq!(replay.len(), 500, "write {i}: replay after ack");
+        let anon = Identifiers {
+            user_ids: vec!["u".into()],
+            anonymous_ids: vec![format!("a{i}")],
+        };
+        let newest = store
+            .events_for(
+                &anon,
+                PageRequest {
+                    limit: 1,
+                    cursor: None,
+                },
+            )
+            .await
+            .expect("timeline");
+        assert_eq!(newest.items[0].seq, s[499], "write {i}: timeline after ack");
+    }
+    store
+        .append(Write {
+            events: Vec::new(),
+            failed: vec![FailedEvent {
+                id: 0,
+                received_at: "2026-11-23T10:00:00.000Z".into(),
+                write_key: "k".into(),
+                code: "missing_type".into(),
+                message: "no type".into(),
+                raw: "{}".into(),
+            }],
+        })
+        .await
+        .expect("append");
+    let failed = store.failed(PageRequest::default()).await.expect("failed");
+    assert_eq!(
+        failed.items.len(),
+        1,
+        "a refused message is listed once acknowledged"
+    );
+    let erased = store
+        .delete_events_for(&Identifiers {
+            user_ids: vec!["u".into()],
+            anonymous_ids: vec![],
+        })
+        .await
+        .expect("erase");
+    assert_eq!(erased, 10_000, "erasure comes after every earlier append");
 }
 
 async fn failed_messages_are_kept_and_listed_newest_first(open: Open<'_>) {

@@ -5,7 +5,8 @@
 //!
 //! - [`Store::subscribe`] returns a [`tokio::sync::broadcast::Receiver`] of
 //!   [`CommittedBatch`]es. A batch is sent only after its transaction is durable, in commit
-//!   order, so `seq` only grows. It is sent by the writer, never by the HTTP request, so a slow
+//!   order, so `seq` only grows, once the events are readable (possibly a little after the
+//!   append resolved). It is sent by the store's threads, never by the HTTP request, so a slow
 //!   subscriber never delays an acknowledgement. The channel is bounded: a subscriber that falls
 //!   behind gets `RecvError::Lagged` and catches up with [`Store::events_after`] from the last
 //!   `seq` it saw. At start-up, subscribe first, then replay with `events_after(0 or your
@@ -22,6 +23,7 @@
 
 pub mod conformance;
 pub mod dedup;
+pub mod log;
 pub mod sqlite;
 
 use serde_json::Value;
@@ -173,6 +175,8 @@ pub struct Page<T> {
 pub struct StoreStats {
     /// Writes waiting for the writer.
     pub queue_depth: u64,
+    /// Events acknowledged but not yet readable (engines that index after the ack).
+    pub index_lag: u64,
     /// Events stored since start-up plus those found at start-up.
     pub events: u64,
     /// Bytes the engine occupies on disk (0 when unknown).
@@ -185,6 +189,9 @@ pub enum StoreError {
     Engine(String),
     #[error("the writer has stopped")]
     Closed,
+    /// Refused to keep memory and latency bounded; the client should retry shortly.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error("invalid cursor `{0}`")]
     InvalidCursor(String),
 }
@@ -225,6 +232,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Committed events from now on; see the module documentation.
     fn subscribe(&self) -> broadcast::Receiver<CommittedBatch>;
+
+    /// Why an append would be refused with [`StoreError::Overloaded`] now, if it would; lets
+    /// ingestion refuse before reading and parsing a body.
+    fn overloaded(&self) -> Option<String> {
+        None
+    }
 
     fn stats(&self) -> StoreStats;
 }

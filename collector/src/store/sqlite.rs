@@ -1,12 +1,21 @@
-//! The embedded engine: SQLite in WAL mode, one writer thread with group commit.
+//! The embedded engine: an append-only log as the durability point, indexed into SQLite off the
+//! acknowledgement path.
 //!
-//! Every queued write is drained into one transaction, committed with `synchronous=FULL` (in
-//! WAL mode the commit fsyncs the log), and only then acknowledged; so throughput does not
-//! depend on one fsync per request. Keys (`seq`) are sequential integers, which keep inserts
-//! appending at the end of the table's B-tree. Deduplication uses [`super::dedup::DedupIndex`]
-//! in memory, rebuilt at start-up from the fingerprints stored in the newest rows.
+//! The writer thread drains every queued write into one group: it checks dedup, assigns
+//! `seq`s, appends the group to the log ([`super::log`]) and `fdatasync`s once, then
+//! acknowledges. The indexer thread moves acknowledged groups into SQLite (WAL,
+//! `synchronous=NORMAL`) in large transactions, recording the last group it applied in the same
+//! transaction; about once a second (and after every erasure) one of its commits fsyncs, after
+//! which log segments wholly in SQLite are deleted. Start-up replays the log past that group,
+//! truncating a torn tail, and rebuilds dedup from the newest rows.
+//!
+//! Reads wait (bounded) until the indexer has reached the last group acknowledged when they
+//! were called, so a write is readable once acknowledged. Subscribers get each group after it is
+//! in SQLite. Erasure is a logged record too, so it applies after every earlier append. Past
+//! [`Limits`] (writer queue, index lag) appends are refused with [`StoreError::Overloaded`].
 
 use super::dedup::{self, DedupIndex};
+use super::log::{self, EventRow, FrameBuilder, LogWriter, Record};
 use super::{
     Appended, BoxFuture, CommittedBatch, EventBus, FailedEvent, Identifiers, Page, PageRequest,
     StoreError, StoreStats, StoredEvent, Write, parse_seq_cursor, seq_cursor,
@@ -16,14 +25,21 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, oneshot};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, oneshot, watch};
 
 const DB_FILE: &str = "events.sqlite3";
-/// Stop draining the queue into one transaction past this many events, to bound latency.
+const LOG_DIR: &str = "log";
+/// Stop draining the queue into one group past this many events, to bound latency.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// Events per indexer transaction at most; large transactions amortise the B-tree work.
+const MAX_INDEX_EVENTS: usize = 50_000;
 /// SQLite limits bound parameters; identifier sets are queried in chunks of this size.
 const MAX_IDS_PER_QUERY: usize = 400;
+/// How often an indexer commit fsyncs, making the log segments before it deletable.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long a read waits for the indexer before it gives up with an error.
+const READ_WAIT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -49,7 +65,28 @@ CREATE TABLE IF NOT EXISTS failed (
     message TEXT NOT NULL,
     raw TEXT NOT NULL
 );
+-- `applied_group`: the last log group in SQLite; `last_seq`: the highest seq ever assigned
+-- (erasing the newest events must not let their seqs be reused).
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
+
+/// Bounds that keep memory and read latency finite under overload.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Events waiting for the writer past which appends are refused.
+    pub max_queued_events: u64,
+    /// Events acknowledged but not yet in SQLite past which appends are refused.
+    pub max_index_lag_events: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_queued_events: 50_000,
+            max_index_lag_events: 200_000,
+        }
+    }
+}
 
 enum Command {
     Append {
@@ -62,24 +99,47 @@ enum Command {
     },
 }
 
+/// A durable group on its way into SQLite.
+struct IndexJob {
+    group: u64,
+    last_seq: u64,
+    records: Vec<Record>,
+    /// What subscribers get once the group is in SQLite (empty when nobody listens).
+    committed: Vec<StoredEvent>,
+    /// Replies of the group's erasures, in record order.
+    deletes: Vec<oneshot::Sender<Result<u64, StoreError>>>,
+}
+
 struct Shared {
     path: PathBuf,
+    log_dir: PathBuf,
+    limits: Limits,
     queue_depth: AtomicU64,
     events: AtomicU64,
+    /// The last group durable in the log and acknowledged.
+    acked_group: AtomicU64,
+    acked_seq: AtomicU64,
+    indexed_seq: AtomicU64,
+    /// The last group in SQLite; reads wait on it.
+    indexed_group: watch::Sender<u64>,
     readers: Mutex<Vec<Connection>>,
     bus: EventBus,
 }
 
-/// SQLite engine; cloneable handle to one writer thread and a pool of read connections.
+/// SQLite engine; handle to one writer thread, one indexer thread and a pool of readers.
 pub struct SqliteStore {
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 fn engine(e: rusqlite::Error) -> StoreError {
     StoreError::Engine(e.to_string())
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Engine(format!("{what} {}: {e}", path.display()))
 }
 
 fn now_ms() -> i64 {
@@ -89,9 +149,33 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn meta(conn: &Connection, key: &str) -> Result<Option<u64>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE key = ?")?;
+    let mut rows = stmt.query([key])?;
+    Ok(match rows.next()? {
+        Some(row) => Some(row.get::<_, i64>(0)? as u64),
+        None => None,
+    })
+}
+
+fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| StoreError::Engine(format!("cannot start the {name} thread: {e}")))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir`, which must exist, and starts the writer.
+    /// Opens (creating if needed) the store in `dir`, which must exist, recovers what the log
+    /// holds beyond SQLite, and starts the writer and the indexer.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, Limits::default())
+    }
+
+    pub fn open_with(dir: &Path, limits: Limits) -> Result<Self, StoreError> {
         if !dir.is_dir() {
             return Err(StoreError::Engine(format!(
                 "data dir {} does not exist or is not a directory",
@@ -99,62 +183,105 @@ impl SqliteStore {
             )));
         }
         let path = dir.join(DB_FILE);
+        let log_dir = dir.join(LOG_DIR);
+        std::fs::create_dir_all(&log_dir).map_err(|e| io_error("cannot create", &log_dir, e))?;
         let conn = Connection::open(&path)
             .map_err(|e| StoreError::Engine(format!("cannot open {}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(engine)?;
-        // In WAL mode FULL makes every commit fsync the log: acknowledged means on disk.
-        conn.pragma_update(None, "synchronous", "FULL")
+        // The log is the durability point; SQLite commits need not fsync (see `Indexer`).
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(engine)?;
-        // The checkpointer thread copies the WAL into the database between commits; the
-        // writer's own checkpoint (every 64 MB of WAL) only finishes what is left, so the WAL
-        // can restart from its beginning.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)
             .map_err(engine)?;
         conn.pragma_update(None, "cache_size", -16_384)
             .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
 
-        let events: u64 = conn
+        let mut indexer = Indexer {
+            conn,
+            log_dir: log_dir.clone(),
+            applied_group: 0,
+            last_sync: Instant::now(),
+        };
+        indexer.applied_group = meta(&indexer.conn, "applied_group")
+            .map_err(engine)?
+            .unwrap_or(0);
+        let stored_last_seq = match meta(&indexer.conn, "last_seq").map_err(engine)? {
+            Some(s) => s,
+            None => indexer
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(engine)? as u64,
+        };
+        let (replayed, last_group, last_seq) = indexer.recover(stored_last_seq)?;
+        // What SQLite holds may still be only in the page cache (a crash is not a power
+        // loss): make it durable before deleting the log segments it came from.
+        for suffix in ["", "-wal"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            if let Ok(f) = std::fs::File::open(&p) {
+                f.sync_all()
+                    .map_err(|e| io_error("cannot sync", Path::new(&p), e))?;
+            }
+        }
+        let log = LogWriter::create(&log_dir, last_group + 1)
+            .map_err(|e| io_error("cannot create a log segment in", &log_dir, e))?;
+        // Everything replayed is durable in SQLite now: the older segments can go.
+        log::delete_durable(&log_dir, indexer.applied_group)
+            .map_err(|e| io_error("cannot delete old log segments in", &log_dir, e))?;
+
+        let events: u64 = indexer
+            .conn
             .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(engine)? as u64;
-        let last_seq: u64 = conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(engine)? as u64;
-        let dedup = rebuild_dedup(&conn)?;
+        let dedup = rebuild_dedup(&indexer.conn)?;
         tracing::info!(
             path = %path.display(),
             events,
             last_seq,
+            replayed_groups = replayed,
             remembered_message_ids = dedup.len(),
             "Store opened."
         );
 
         let shared = Arc::new(Shared {
             path,
+            log_dir,
+            limits,
             queue_depth: AtomicU64::new(0),
             events: AtomicU64::new(events),
+            acked_group: AtomicU64::new(last_group),
+            acked_seq: AtomicU64::new(last_seq),
+            indexed_seq: AtomicU64::new(last_seq),
+            indexed_group: watch::Sender::new(last_group),
             readers: Mutex::new(Vec::new()),
             bus: EventBus::new(),
         });
         let (tx, rx) = mpsc::channel();
+        let (index_tx, index_rx) = mpsc::channel();
         let writer = Writer {
-            conn,
+            log,
             shared: shared.clone(),
             dedup,
             last_seq,
+            next_group: last_group + 1,
+            indexer: index_tx,
         };
-        let handle = std::thread::Builder::new()
-            .name("seam-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
+        let indexer_shared = shared.clone();
+        let threads = vec![
+            spawn("seam-writer", move || writer.run(rx))?,
+            spawn("seam-indexer", move || {
+                indexer.run(index_rx, &indexer_shared)
+            })?,
+        ];
         let checkpointer = start_checkpointer(&shared.path)?;
         Ok(SqliteStore {
             shared,
             commands: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            threads: Mutex::new(threads),
             checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
@@ -165,10 +292,12 @@ impl SqliteStore {
         tx.send(cmd).map_err(|_| StoreError::Closed)
     }
 
-    /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
+    /// Stops accepting writes, lets the writer log and the indexer apply what is queued, and
+    /// waits for both.
     pub fn close(&self) {
         self.commands.lock().expect("commands lock").take();
-        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+        // The writer stops first; dropping its end of the index queue then stops the indexer.
+        for handle in self.threads.lock().expect("threads lock").drain(..) {
             let _ = handle.join();
         }
         if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
@@ -177,12 +306,46 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `f` on a pooled read-only connection on the blocking pool.
+    /// Why a write of `n` events would be refused now, if it would.
+    fn overload(&self, n: u64) -> Option<String> {
+        let s = &self.shared;
+        let queued = s.queue_depth.load(Ordering::Relaxed);
+        if queued > 0 && queued + n > s.limits.max_queued_events {
+            return Some(format!("{queued} events are waiting for the writer"));
+        }
+        let lag = s
+            .acked_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(s.indexed_seq.load(Ordering::Relaxed));
+        (lag >= s.limits.max_index_lag_events)
+            .then(|| format!("the index is {lag} events behind the log"))
+    }
+
+    /// Waits until the indexer has reached every group acknowledged before the call.
+    async fn caught_up(&self) -> Result<(), StoreError> {
+        let target = self.shared.acked_group.load(Ordering::Acquire);
+        let mut indexed = self.shared.indexed_group.subscribe();
+        if *indexed.borrow() >= target {
+            return Ok(());
+        }
+        match tokio::time::timeout(READ_WAIT, indexed.wait_for(|g| *g >= target)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Engine(format!(
+                "the index has not reached log group {target} after {} s",
+                READ_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Runs `f` on a pooled read-only connection on the blocking pool, once every write
+    /// acknowledged before the call is readable.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.caught_up().await?;
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = shared.readers.lock().expect("readers lock").pop();
@@ -214,26 +377,23 @@ impl Drop for SqliteStore {
     }
 }
 
-/// A thread that runs passive checkpoints (they never block the writer) a few times a second,
-/// so the copying of WAL pages into the database is off the commit path. Stops when the
-/// sender is dropped.
+/// A thread that runs passive checkpoints (they never block the indexer) a few times a second,
+/// so copying WAL pages into the database is not the indexer's work. Stops when the sender is
+/// dropped.
 fn start_checkpointer(
     path: &Path,
 ) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
     let conn = Connection::open(path).map_err(engine)?;
     let (stop, stopped) = mpsc::channel::<()>();
-    let handle = std::thread::Builder::new()
-        .name("seam-checkpoint".into())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(std::time::Duration::from_millis(250))
-            {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "Background checkpoint failed; the writer's own checkpoint covers it.");
-                }
+    let handle = spawn("seam-checkpoint", move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(Duration::from_millis(250))
+        {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "Background checkpoint failed; the indexer's own checkpoint covers it.");
             }
-        })
-        .map_err(|e| StoreError::Engine(format!("cannot start the checkpoint thread: {e}")))?;
+        }
+    })?;
     Ok((stop, handle))
 }
 
@@ -257,10 +417,12 @@ fn rebuild_dedup(conn: &Connection) -> Result<DedupIndex, StoreError> {
 }
 
 struct Writer {
-    conn: Connection,
+    log: LogWriter,
     shared: Arc<Shared>,
     dedup: DedupIndex,
     last_seq: u64,
+    next_group: u64,
+    indexer: mpsc::Sender<IndexJob>,
 }
 
 impl Writer {
@@ -285,161 +447,127 @@ impl Writer {
                 last_expire = now;
             }
         }
-        tracing::info!("Writer stopped: every queued write is committed.");
+        tracing::info!("Writer stopped: every queued write is in the log.");
     }
 
-    /// One transaction for the whole group; all succeed or all fail.
+    /// One log frame for the whole group; all of it is durable or none of it is.
     fn commit_group(&mut self, group: Vec<Command>) {
         let queued: u64 = group.iter().map(|c| group_events(c) as u64).sum();
-        let mut replies = Vec::with_capacity(group.len());
-        let mut work = Vec::with_capacity(group.len());
+        let publish = self.shared.bus.has_subscribers();
+        let mut frame = FrameBuilder::new(self.next_group);
+        let mut records = Vec::new();
+        let mut committed = Vec::new();
+        let mut fresh: Vec<(u64, i64)> = Vec::new();
+        let mut pending: HashSet<u64> = HashSet::new();
+        let mut appends = Vec::new();
+        let mut deletes = Vec::new();
+        let mut seq = self.last_seq;
         for cmd in group {
             match cmd {
                 Command::Append { write, reply } => {
-                    replies.push(Reply::Append(reply));
-                    work.push(Work::Append(write));
+                    let mut appended = Vec::with_capacity(write.events.len());
+                    for event in write.events {
+                        let fp = dedup::fingerprint(&event.write_key, &event.message_id);
+                        if self.dedup.contains(fp) || !pending.insert(fp) {
+                            appended.push(Appended::Duplicate);
+                            continue;
+                        }
+                        seq += 1;
+                        let row = EventRow {
+                            seq,
+                            received_at_ms: event.received_at_ms,
+                            fingerprint: fp,
+                            body: event.json_with_seq(seq),
+                            write_key: event.write_key,
+                            message_id: event.message_id,
+                            user_id: event.user_id,
+                            anonymous_id: event.anonymous_id,
+                        };
+                        if publish {
+                            let mut message = event.message;
+                            message.insert("seq".into(), seq.into());
+                            committed.push(StoredEvent {
+                                seq,
+                                write_key: row.write_key.clone(),
+                                message: message.into(),
+                            });
+                        }
+                        fresh.push((fp, row.received_at_ms));
+                        records.push(Record::Event(row));
+                        appended.push(Appended::Stored { seq });
+                    }
+                    records.extend(write.failed.into_iter().map(Record::Failed));
+                    appends.push((reply, appended));
                 }
                 Command::Delete { ids, reply } => {
-                    replies.push(Reply::Delete(reply));
-                    work.push(Work::Delete(ids));
+                    records.push(Record::Delete(ids));
+                    deletes.push(reply);
                 }
             }
         }
-        let publish = self.shared.bus.has_subscribers();
-        let mut committed: Vec<StoredEvent> = Vec::new();
-        let mut fresh: Vec<(u64, i64)> = Vec::new();
-        let mut deleted_total = 0u64;
-        let start_seq = self.last_seq;
-        let mut seq = start_seq;
 
-        let result = (|| -> Result<Vec<Outcome>, rusqlite::Error> {
-            let tx = self.conn.transaction()?;
-            let mut outcomes = Vec::with_capacity(work.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                let mut insert_failed = tx.prepare_cached(
-                    "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                let mut pending: HashSet<u64> = HashSet::new();
-                for item in work {
-                    match item {
-                        Work::Append(write) => {
-                            let mut appended = Vec::with_capacity(write.events.len());
-                            for event in write.events {
-                                let fp = dedup::fingerprint(&event.write_key, &event.message_id);
-                                if self.dedup.contains(fp) || !pending.insert(fp) {
-                                    appended.push(Appended::Duplicate);
-                                    continue;
-                                }
-                                seq += 1;
-                                let body = event.json_with_seq(seq);
-                                insert.execute(params![
-                                    seq as i64,
-                                    event.write_key,
-                                    event.message_id,
-                                    fp as i64,
-                                    event.received_at_ms,
-                                    event.user_id,
-                                    event.anonymous_id,
-                                    body,
-                                ])?;
-                                fresh.push((fp, event.received_at_ms));
-                                if publish {
-                                    let mut message = event.message;
-                                    message.insert("seq".into(), seq.into());
-                                    committed.push(StoredEvent {
-                                        seq,
-                                        write_key: event.write_key,
-                                        message: message.into(),
-                                    });
-                                }
-                                appended.push(Appended::Stored { seq });
-                            }
-                            for f in write.failed {
-                                insert_failed.execute(params![
-                                    f.received_at,
-                                    f.write_key,
-                                    f.code,
-                                    f.message,
-                                    f.raw
-                                ])?;
-                            }
-                            outcomes.push(Outcome::Append(appended));
-                        }
-                        Work::Delete(ids) => {
-                            let n = delete_for(&tx, &ids)?;
-                            deleted_total += n;
-                            outcomes.push(Outcome::Delete(n));
-                        }
-                    }
-                }
+        let result = if records.is_empty() {
+            Ok(())
+        } else {
+            for r in &records {
+                frame.push(r);
             }
-            tx.commit()?;
-            Ok(outcomes)
-        })();
-
+            self.log.append(&frame.finish())
+        };
         self.shared.queue_depth.fetch_sub(queued, Ordering::Relaxed);
-        match result {
-            Ok(outcomes) => {
-                self.last_seq = seq;
-                let stored = fresh.len() as u64;
-                for (fp, at) in fresh {
-                    self.dedup.insert(fp, at);
-                }
-                self.shared.events.fetch_add(stored, Ordering::Relaxed);
-                self.shared
-                    .events
-                    .fetch_sub(deleted_total, Ordering::Relaxed);
-                if !committed.is_empty() {
-                    self.shared.bus.publish(CommittedBatch::from(committed));
-                }
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    match (reply, outcome) {
-                        (Reply::Append(tx), Outcome::Append(a)) => {
-                            let _ = tx.send(Ok(a));
-                        }
-                        (Reply::Delete(tx), Outcome::Delete(n)) => {
-                            let _ = tx.send(Ok(n));
-                        }
-                        _ => unreachable!("outcomes follow the order of the group"),
-                    }
-                }
+        if let Err(e) = result {
+            // Nothing of this group is durable, so nobody is acknowledged.
+            tracing::error!(error = %e, "Log append failed; every request of the group gets an error.");
+            let err = || StoreError::Engine(format!("log append failed: {e}"));
+            for (reply, _) in appends {
+                let _ = reply.send(Err(err()));
             }
-            Err(e) => {
-                // Nothing of this group is durable, so nobody is acknowledged.
-                tracing::error!(error = %e, "Commit failed; every request of the group gets an error.");
-                for reply in replies {
-                    let err = StoreError::Engine(e.to_string());
-                    match reply {
-                        Reply::Append(tx) => {
-                            let _ = tx.send(Err(err));
-                        }
-                        Reply::Delete(tx) => {
-                            let _ = tx.send(Err(err));
-                        }
-                    }
-                }
+            for reply in deletes {
+                let _ = reply.send(Err(err()));
             }
+            return;
+        }
+        if records.is_empty() {
+            for (reply, appended) in appends {
+                let _ = reply.send(Ok(appended));
+            }
+            return;
+        }
+        let group = self.next_group;
+        self.next_group += 1;
+        self.last_seq = seq;
+        self.shared
+            .events
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        for (fp, at) in fresh {
+            self.dedup.insert(fp, at);
+        }
+        // After an erasure a new segment starts, so the erased events' segment can be deleted
+        // as soon as the erasure is durable in SQLite (before the indexer can get there).
+        if (!deletes.is_empty() || self.log.is_full())
+            && let Err(e) = self.log.rotate(self.next_group)
+        {
+            tracing::error!(error = %e, "Cannot start a new log segment; appending to the old one.");
+        }
+        // Published before the replies, so a read after any acknowledgement waits for this group.
+        self.shared.acked_seq.store(seq, Ordering::Release);
+        self.shared.acked_group.store(group, Ordering::Release);
+        let job = IndexJob {
+            group,
+            last_seq: seq,
+            records,
+            committed,
+            deletes,
+        };
+        if self.indexer.send(job).is_err() {
+            tracing::error!(
+                "The indexer has stopped; the log keeps this group for the next start."
+            );
+        }
+        for (reply, appended) in appends {
+            let _ = reply.send(Ok(appended));
         }
     }
-}
-
-enum Work {
-    Append(Write),
-    Delete(Identifiers),
-}
-
-enum Outcome {
-    Append(Vec<Appended>),
-    Delete(u64),
-}
-
-enum Reply {
-    Append(oneshot::Sender<Result<Vec<Appended>, StoreError>>),
-    Delete(oneshot::Sender<Result<u64, StoreError>>),
 }
 
 fn group_events(cmd: &Command) -> usize {
@@ -447,6 +575,209 @@ fn group_events(cmd: &Command) -> usize {
         Command::Append { write, .. } => write.events.len().max(1),
         Command::Delete { .. } => 1,
     }
+}
+
+/// Moves logged groups into SQLite and owns its write connection.
+struct Indexer {
+    conn: Connection,
+    log_dir: PathBuf,
+    applied_group: u64,
+    last_sync: Instant,
+}
+
+impl Indexer {
+    /// Applies the log's groups past `applied_group` and drops a torn tail. Returns how many
+    /// groups were replayed, the last group and the last seq.
+    fn recover(&mut self, stored_last_seq: u64) -> Result<(u64, u64, u64), StoreError> {
+        let segments =
+            log::segments(&self.log_dir).map_err(|e| io_error("cannot list", &self.log_dir, e))?;
+        let mut last_group = self.applied_group;
+        let mut last_seq = stored_last_seq;
+        let mut replayed = 0;
+        let count = segments.len();
+        for (i, (_, path)) in segments.into_iter().enumerate() {
+            let (frames, valid) =
+                log::read_segment(&path).map_err(|e| io_error("cannot read", &path, e))?;
+            let len = std::fs::metadata(&path)
+                .map_err(|e| io_error("cannot read", &path, e))?
+                .len();
+            if valid < len {
+                if i + 1 < count {
+                    return Err(StoreError::Engine(format!(
+                        "log segment {} is corrupt at byte {valid}; it is not the newest, so this is not a torn write: restore it or move it away",
+                        path.display()
+                    )));
+                }
+                tracing::warn!(path = %path.display(), at = valid, dropped_bytes = len - valid,
+                    "Torn log tail truncated: that write was never acknowledged.");
+                log::truncate(&path, valid).map_err(|e| io_error("cannot truncate", &path, e))?;
+            }
+            let jobs: Vec<IndexJob> = frames
+                .into_iter()
+                .filter(|f| f.group > self.applied_group)
+                .map(|f| {
+                    let seq = f
+                        .records
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Event(e) => Some(e.seq),
+                            _ => None,
+                        })
+                        .max()
+                        .unwrap_or(0);
+                    last_seq = last_seq.max(seq);
+                    last_group = last_group.max(f.group);
+                    IndexJob {
+                        group: f.group,
+                        last_seq,
+                        records: f.records,
+                        committed: Vec::new(),
+                        deletes: Vec::new(),
+                    }
+                })
+                .collect();
+            replayed += jobs.len() as u64;
+            if !jobs.is_empty() {
+                self.apply(&jobs, true).map_err(engine)?;
+            }
+        }
+        Ok((replayed, last_group, last_seq))
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<IndexJob>, shared: &Shared) {
+        while let Ok(first) = rx.recv() {
+            let mut events = job_events(&first);
+            let mut jobs = vec![first];
+            while events < MAX_INDEX_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        events += job_events(&job);
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.index(jobs, shared);
+        }
+        tracing::info!("Indexer stopped: every logged group is in SQLite.");
+    }
+
+    /// Applies jobs, retrying a failed transaction a few times; the log keeps them regardless.
+    fn index(&mut self, jobs: Vec<IndexJob>, shared: &Shared) {
+        let erases = jobs.iter().any(|j| !j.deletes.is_empty());
+        let sync = erases || self.last_sync.elapsed() >= SYNC_EVERY;
+        let mut attempt = 0;
+        let deleted = loop {
+            match self.apply(&jobs, sync) {
+                Ok(deleted) => break Some(deleted),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::error!(error = %e, attempt, "Indexing failed; retrying.");
+                    std::thread::sleep(Duration::from_millis(200 * attempt));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Indexing failed; the groups stay in the log and are replayed at the next start.");
+                    break None;
+                }
+            }
+        };
+        let last = jobs.last().expect("at least one job");
+        let (group, seq) = (last.group, last.last_seq);
+        let Some(deleted) = deleted else {
+            for job in jobs {
+                for reply in job.deletes {
+                    let _ = reply.send(Err(StoreError::Engine("indexing failed".into())));
+                }
+            }
+            return;
+        };
+        if sync {
+            self.last_sync = Instant::now();
+            if let Err(e) = log::delete_durable(&self.log_dir, group) {
+                tracing::warn!(error = %e, "Cannot delete log segments already in SQLite; retried after the next sync.");
+            }
+        }
+        shared.indexed_seq.store(seq, Ordering::Release);
+        shared.indexed_group.send_replace(group);
+        let mut counts = deleted.into_iter();
+        for job in jobs {
+            if !job.committed.is_empty() {
+                shared.bus.publish(CommittedBatch::from(job.committed));
+            }
+            for reply in job.deletes {
+                let n = counts.next().unwrap_or(0);
+                shared.events.fetch_sub(n, Ordering::Relaxed);
+                let _ = reply.send(Ok(n));
+            }
+        }
+    }
+
+    /// One transaction for the jobs; `sync` makes its commit fsync (and with it every earlier
+    /// commit). Returns the number of events each erasure deleted, in order.
+    fn apply(&mut self, jobs: &[IndexJob], sync: bool) -> Result<Vec<u64>, rusqlite::Error> {
+        if sync {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            let mut deleted = Vec::new();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                let mut insert_failed = tx.prepare_cached(
+                    "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for record in jobs.iter().flat_map(|j| &j.records) {
+                    match record {
+                        Record::Event(e) => {
+                            insert.execute(params![
+                                e.seq as i64,
+                                e.write_key,
+                                e.message_id,
+                                e.fingerprint as i64,
+                                e.received_at_ms,
+                                e.user_id,
+                                e.anonymous_id,
+                                e.body,
+                            ])?;
+                        }
+                        Record::Failed(f) => {
+                            insert_failed.execute(params![
+                                f.received_at,
+                                f.write_key,
+                                f.code,
+                                f.message,
+                                f.raw
+                            ])?;
+                        }
+                        Record::Delete(ids) => deleted.push(delete_for(&tx, ids)?),
+                    }
+                }
+                let last = jobs.last().expect("at least one job");
+                let mut set = tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?;
+                set.execute(params!["applied_group", last.group as i64])?;
+                set.execute(params!["last_seq", last.last_seq as i64])?;
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })();
+        if sync {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        if result.is_ok() {
+            self.applied_group = jobs.last().expect("at least one job").group;
+        }
+        result
+    }
+}
+
+fn job_events(job: &IndexJob) -> usize {
+    job.records.len().max(1)
 }
 
 fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
@@ -493,6 +824,9 @@ impl super::Store for SqliteStore {
     fn append(&self, write: Write) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
             let n = write.events.len().max(1) as u64;
+            if let Some(why) = self.overload(n) {
+                return Err(StoreError::Overloaded(why));
+            }
             let (reply, rx) = oneshot::channel();
             self.shared.queue_depth.fetch_add(n, Ordering::Relaxed);
             if let Err(e) = self.send(Command::Append { write, reply }) {
@@ -653,16 +987,30 @@ impl super::Store for SqliteStore {
         self.shared.bus.subscribe()
     }
 
+    fn overloaded(&self) -> Option<String> {
+        self.overload(1)
+    }
+
     fn stats(&self) -> StoreStats {
         let file = |suffix: &str| {
             let mut p = self.shared.path.clone().into_os_string();
             p.push(suffix);
             std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
         };
+        let log_bytes = log::segments(&self.shared.log_dir)
+            .unwrap_or_default()
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>();
+        let s = &self.shared;
         StoreStats {
-            queue_depth: self.shared.queue_depth.load(Ordering::Relaxed),
-            events: self.shared.events.load(Ordering::Relaxed),
-            bytes: file("") + file("-wal"),
+            queue_depth: s.queue_depth.load(Ordering::Relaxed),
+            index_lag: s
+                .acked_seq
+                .load(Ordering::Relaxed)
+                .saturating_sub(s.indexed_seq.load(Ordering::Relaxed)),
+            events: s.events.load(Ordering::Relaxed),
+            bytes: file("") + file("-wal") + log_bytes,
         }
     }
 }
@@ -670,6 +1018,8 @@ impl super::Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store as _;
+    use crate::store::conformance::{TempDir, event};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_engine_passes_the_conformance_suite() {
@@ -686,5 +1036,181 @@ mod tests {
             .err()
             .expect("must fail");
         assert!(err.to_string().contains("/nonexistent/seam-data"), "{err}");
+    }
+
+    /// Writes a log segment by hand, as a crash leaves it: groups SQLite never saw, then half
+    /// of a group whose write was cut short.
+    fn crashed_log(dir: &Path, first_group: u64, rows: &[(u64, &str)]) {
+        let log_dir = dir.join(LOG_DIR);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let mut log = LogWriter::create(&log_dir, first_group).expect("segment");
+        for (i, (seq, message_id)) in rows.iter().enumerate() {
+            let e = event("k", message_id, Some("u"), None);
+            let mut frame = FrameBuilder::new(first_group + i as u64);
+            frame.push(&Record::Event(EventRow {
+                seq: *seq,
+                received_at_ms: e.received_at_ms,
+                fingerprint: dedup::fingerprint("k", message_id),
+                body: e.json_with_seq(*seq),
+                write_key: e.write_key,
+                message_id: e.message_id,
+                user_id: e.user_id,
+                anonymous_id: e.anonymous_id,
+            }));
+            log.append(&frame.finish()).expect("append");
+        }
+        let mut torn = FrameBuilder::new(first_group + rows.len() as u64);
+        torn.push(&Record::Delete(Identifiers {
+            user_ids: vec!["u".into()],
+            anonymous_ids: vec![],
+        }));
+        let torn = torn.finish();
+        let (_, path) = log::segments(&log_dir)
+            .expect("list")
+            .pop()
+            .expect("segment");
+        let mut data = std::fs::read(&path).expect("read");
+        data.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, data).expect("write");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_up_replays_acknowledged_groups_sqlite_missed_and_drops_a_torn_tail() {
+        let dir = TempDir::new("sqlite-recovery");
+        let first = {
+            let store = SqliteStore::open(&dir.0).expect("open");
+            store
+                .append(Write {
+                    events: vec![event("k", "indexed", Some("u"), None)],
+                    failed: Vec::new(),
+                })
+                .await
+                .expect("append")
+        };
+        assert_eq!(first, [Appended::Stored { seq: 1 }]);
+        // Groups 2 and 3 reached the log but not SQLite; group 4 (an erasure) was torn.
+        crashed_log(&dir.0, 2, &[(2, "logged-1"), (3, "logged-2")]);
+
+        let store = SqliteStore::open(&dir.0).expect("reopen");
+        let all = store.events_after(0, 10).await.expect("replay");
+        assert_eq!(
+            all.iter()
+                .map(|e| (e.seq, e.message_id()))
+                .collect::<Vec<_>>(),
+            [
+                (1, Some("indexed")),
+                (2, Some("logged-1")),
+                (3, Some("logged-2"))
+            ],
+            "the torn erasure was never acknowledged, so it must not apply"
+        );
+        let again = store
+            .append(Write {
+                events: vec![
+                    event("k", "logged-2", Some("u"), None),
+                    event("k", "new", Some("u"), None),
+                ],
+                failed: Vec::new(),
+            })
+            .await
+            .expect("append");
+        assert_eq!(
+            again,
+            [Appended::Duplicate, Appended::Stored { seq: 4 }],
+            "dedup knows replayed events and seqs go on after them"
+        );
+        assert_eq!(store.stats().events, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn segments_already_in_sqlite_are_deleted_after_an_erasure() {
+        let dir = TempDir::new("sqlite-segments");
+        let store = SqliteStore::open(&dir.0).expect("open");
+        store
+            .append(Write {
+                events: vec![event("k", "m1", Some("gone"), None)],
+                failed: Vec::new(),
+            })
+            .await
+            .expect("append");
+        let ids = Identifiers {
+            user_ids: vec!["gone".into()],
+            anonymous_ids: vec![],
+        };
+        assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
+        // The erased event's segment is gone once the erasure is durable; only the new one is left.
+        let segments = log::segments(&dir.0.join(LOG_DIR)).expect("list");
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        let data = std::fs::read(&segments[0].1).expect("read");
+        assert!(
+            !String::from_utf8_lossy(&data).contains("gone"),
+            "no log segment holds the erased user's events"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_past_the_queue_bound_are_refused_and_the_rest_stored() {
+        let dir = TempDir::new("sqlite-overload");
+        let limits = Limits {
+            max_queued_events: 10,
+            max_index_lag_events: 1_000_000,
+        };
+        let store = SqliteStore::open_with(&dir.0, limits).expect("open");
+        let batch = |b: usize| Write {
+            events: (0..10)
+                .map(|i| event("k", &format!("m{b}-{i}"), Some("u"), None))
+                .collect(),
+            failed: Vec::new(),
+        };
+        let results = futures_join_all((0..20).map(|b| store.append(batch(b))).collect()).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Overloaded(_))))
+            .count();
+        let stored: usize = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.len())
+            .sum();
+        assert!(refused > 0, "a burst past the bound must be refused");
+        assert_eq!(
+            refused + stored / 10,
+            20,
+            "every write is stored or refused"
+        );
+        let all = store.events_after(0, 1_000).await.expect("replay");
+        assert_eq!(all.len(), stored, "what was acknowledged is stored");
+        // Once the queue has drained, writes are taken again.
+        store
+            .append(batch(99))
+            .await
+            .expect("accepted after the burst");
+    }
+
+    /// Polls every future once before any can finish, like a burst of concurrent requests.
+    async fn futures_join_all<T>(futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+        let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+        let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (slot, fut) in out.iter_mut().zip(futures.iter_mut()) {
+                if let Some(f) = fut {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => {
+                            *slot = Some(v);
+                            *fut = None;
+                        }
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        out.into_iter().map(|v| v.expect("ready")).collect()
     }
 }
