@@ -282,3 +282,171 @@ async fn profiles_survive_a_restart_and_keep_stitching_afterwards() {
     assert_eq!(later["id"], before["id"]);
     assert_eq!(later["computed"]["event_count"], 6);
 }
+
+#[tokio::test]
+async fn erased_phone_or_crm_id_coming_back_alone_is_neither_stored_nor_resolved() {
+    let c = Collector::start();
+    c.send(&fixture("erasable_with_phone_and_crm_id")).await;
+    assert_eq!(
+        identities(&c.profile("phone:+15550100199").await),
+        [
+            "anonymous_id:anon-phone-owner",
+            "crm_id:CRM-77",
+            "email:pat@example.com",
+            "phone:+15550100199",
+            "user_id:cust-phone"
+        ]
+    );
+    let (status, receipt) = c.delete("/v1/profiles/crm_id:CRM-77").await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["deleted_events"], 2);
+    assert_eq!(receipt["deleted_identities"], 5);
+
+    // Each comes back under a new anonymous ID, carrying only the erased phone (formatted
+    // differently), the CRM ID (type in capitals) or the email (in properties).
+    c.send(&fixture("returning_by_phone_or_crm_id")).await;
+    for anon in ["anon-new-1", "anon-new-2", "anon-new-3"] {
+        let (_, stored) = c.get(&format!("/v1/events?anonymous_id={anon}")).await;
+        assert_eq!(stored["events"], json!([]), "{anon}'s event is not stored");
+        let (status, _) = c.get(&format!("/v1/profiles/anonymous_id:{anon}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{anon} is not resolved");
+    }
+    for id in [
+        "phone:+15550100199",
+        "crm_id:CRM-77",
+        "email:pat%40example.com",
+    ] {
+        let (status, _) = c.get(&format!("/v1/profiles/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+    }
+    // A different phone and CRM ID in the same batch are someone else, stored and profiled.
+    let (_, stored) = c.get("/v1/events?anonymous_id=anon-new-4").await;
+    assert_eq!(
+        message_ids(stored["events"].as_array().unwrap()),
+        ["someone-else"]
+    );
+    assert_eq!(
+        identities(&c.profile("crm_id:CRM-78").await),
+        [
+            "anonymous_id:anon-new-4",
+            "crm_id:CRM-78",
+            "phone:+15550100200"
+        ]
+    );
+    let (_, metrics) = c.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("seam_events_suppressed_total 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn erasing_the_first_person_on_a_shared_browser_keeps_every_event_of_the_second() {
+    let c = Collector::start();
+    c.send(&fixture("shared_browser_two_logins")).await;
+    assert_eq!(
+        message_ids(&c.timeline("user_id:alice", 2).await),
+        ["alice-order", "alice-login", "kiosk-1"],
+        "Bob's events on the kiosk are not Alice's"
+    );
+    let bob_before = c.profile("user_id:bob").await;
+
+    let (status, receipt) = c.delete("/v1/profiles/user_id:alice").await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["deleted_events"], 3, "{receipt}");
+    assert_eq!(receipt["undeleted_events"], 0);
+    assert_eq!(receipt["deleted_identities"], 3);
+    assert_eq!(
+        type_values(&receipt["suppressed"]),
+        [
+            "anonymous_id:anon-kiosk",
+            "email:alice@example.com",
+            "user_id:alice"
+        ]
+    );
+
+    let (_, stored) = c.get("/v1/events?user_id=bob").await;
+    assert_eq!(
+        message_ids(stored["events"].as_array().unwrap()),
+        ["bob-order", "bob-login"]
+    );
+    // RFM scores rank customers against each other, so Alice's erasure may move Bob's.
+    let unranked = |mut p: serde_json::Value| {
+        p["computed"]["rfm"] = json!(null);
+        p
+    };
+    let bob_before = unranked(bob_before);
+    assert_eq!(
+        unranked(c.profile("user_id:bob").await),
+        bob_before,
+        "Bob's profile is untouched"
+    );
+    assert_eq!(
+        message_ids(&c.timeline("user_id:bob", 1).await),
+        ["bob-order", "bob-login"]
+    );
+
+    // After a restart the view holds Bob's links without the erased anonymous ID.
+    let c = c.restart();
+    assert_eq!(
+        unranked(c.profile("email:bob%40example.com").await),
+        bob_before
+    );
+    assert_eq!(
+        message_ids(&c.timeline("user_id:bob", 10).await),
+        ["bob-order", "bob-login"]
+    );
+    let (status, _) = c.get("/v1/profiles/anonymous_id:anon-kiosk").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn order_filed_under_someone_elses_browser_or_no_browser_is_on_the_buyers_timeline() {
+    let c = Collector::start();
+    c.send(&fixture("guest_order_on_someone_elses_browser"))
+        .await;
+
+    // Carol checks out as a guest on Alice's browser: her email wins over the kiosk's
+    // anonymous ID, which is Alice's, so the store files the order where Carol's IDs do not reach.
+    let carol = c.profile("user_id:carol").await;
+    assert_eq!(carol["computed"]["orders"], 1);
+    assert_eq!(carol["computed"]["total_revenue"], 30.0);
+    assert_eq!(
+        message_ids(&c.timeline("user_id:carol", 2).await),
+        ["carol-guest-order-on-kiosk", "carol-cart", "carol-login"]
+    );
+    assert_eq!(
+        message_ids(&c.timeline("user_id:alice", 10).await),
+        ["alice-home", "alice-login"]
+    );
+    // A server sends the placeholder anonymous ID: the email is the profile's only identifier.
+    assert_eq!(
+        identities(&c.profile("email:dave%40example.com").await),
+        ["email:dave@example.com"]
+    );
+    assert_eq!(
+        message_ids(&c.timeline("email:dave%40example.com", 10).await),
+        ["dave-server-order"]
+    );
+
+    let c = c.restart();
+    assert_eq!(
+        message_ids(&c.timeline("email:carol%40example.com", 1).await),
+        ["carol-guest-order-on-kiosk", "carol-cart", "carol-login"]
+    );
+    let (_, export) = c.get("/v1/profiles/email:dave%40example.com/export").await;
+    assert_eq!(
+        message_ids(export["events"].as_array().unwrap()),
+        ["dave-server-order"]
+    );
+
+    // Erasing Carol: the store deletes by identifier and cannot reach the kiosk order; the
+    // receipt says so rather than claiming it.
+    let (status, receipt) = c.delete("/v1/profiles/user_id:carol").await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert_eq!(receipt["deleted_events"], 2);
+    assert_eq!(receipt["undeleted_events"], 1);
+}

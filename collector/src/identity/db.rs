@@ -77,19 +77,7 @@ impl Db {
     pub fn save(&self, links: &[(i64, String)], watermark: u64) -> DbResult<()> {
         self.write(|c| {
             let tx = c.transaction()?;
-            {
-                let mut ins = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO links (stable, json) VALUES (?1, ?2)",
-                )?;
-                for (stable, json) in links {
-                    ins.execute(params![stable, json])?;
-                }
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('watermark', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-                    [watermark as i64],
-                )?;
-            }
+            save_links(&tx, links, watermark)?;
             tx.commit()
         })
     }
@@ -106,10 +94,13 @@ impl Db {
         })
     }
 
-    /// Suppresses the identifiers and deletes the given links, together.
+    /// Suppresses the identifiers, deletes the given links and saves the rewritten ones (with
+    /// the watermark they include), together.
     pub fn erase(
         &self,
         links: &[i64],
+        rewritten: &[(i64, String)],
+        watermark: u64,
         ids: &[Identifier],
         at: &str,
         receipt_id: &str,
@@ -128,6 +119,7 @@ impl Db {
                     sup.execute(params![id.kind.as_str(), id.value, at, receipt_id])?;
                 }
             }
+            save_links(&tx, rewritten, watermark)?;
             tx.commit()
         })
     }
@@ -157,4 +149,22 @@ impl Db {
             Ok(out)
         })
     }
+}
+
+fn save_links(
+    tx: &rusqlite::Transaction<'_>,
+    links: &[(i64, String)],
+    watermark: u64,
+) -> DbResult<()> {
+    let mut ins =
+        tx.prepare_cached("INSERT OR REPLACE INTO links (stable, json) VALUES (?1, ?2)")?;
+    for (stable, json) in links {
+        ins.execute(params![stable, json])?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('watermark', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        [watermark as i64],
+    )?;
+    Ok(())
 }

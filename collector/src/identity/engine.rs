@@ -38,13 +38,36 @@ struct Link {
     /// Sorted by (priority, identifier): the lowest-priority identifier is last.
     nodes: Vec<NodeId>,
     stable: i64,
+    /// Names the profile the link starts; the first `stable`, kept when an erasure takes an
+    /// identifier out of the link, so the other person's profile keeps its ID.
+    seed: i64,
     key: EventKey,
     rule: Rule,
     agg: Aggregate,
     profile: Option<ProfId>,
     comp: CompId,
     live: bool,
+    /// Some event of this link is filed in the store under the link's first identifier, which
+    /// is never dropped, so the profile's store lookup finds it.
+    plain: bool,
+    /// Events filed under another identifier (one a limit may drop, or none): `(seq, node the
+    /// store files it under, or NO_NODE)`. The profile's store lookup may miss these.
+    strays: Vec<(u64, NodeId)>,
 }
+
+impl Link {
+    /// Records where the store files one more event of this link.
+    fn note(&mut self, stray: Option<(u64, NodeId)>) {
+        match stray {
+            Some(s) if s.0 > 0 => self.strays.push(s),
+            Some(_) => {}
+            None => self.plain = true,
+        }
+    }
+}
+
+/// No identifier: the event's store key is not an identifier.
+const NO_NODE: NodeId = NodeId::MAX;
 
 #[derive(Debug, Default)]
 struct Comp {
@@ -113,8 +136,22 @@ pub struct Dropped {
 pub struct Erased {
     pub profile_id: String,
     pub identifiers: Vec<Identifier>,
-    /// Stable link IDs whose events must be deleted.
+    /// Stable link IDs gone from the graph (erased, or rewritten under a new ID).
     pub links: Vec<i64>,
+    /// Events of the erased person that a store lookup by their identifiers does not reach.
+    pub unreachable: Vec<u64>,
+}
+
+/// Which events of a profile the store lookup by its user and anonymous IDs does not find.
+#[derive(Debug, Clone, Default)]
+pub struct TimelinePlan {
+    /// Stable IDs of the profile's links: a stored event is the profile's when its
+    /// identifiers (less suppressed ones) hash to one of these.
+    pub links: HashSet<i64>,
+    pub user_ids: Vec<String>,
+    pub anonymous_ids: Vec<String>,
+    /// Seqs of the profile's events filed under someone else's identifier or none, newest first.
+    pub extra: Vec<u64>,
 }
 
 /// A profile page entry for search and listing.
@@ -258,7 +295,8 @@ impl Engine {
         if e.ids.is_empty() {
             return None;
         }
-        let nodes = self.node_set(&e.ids, e.ts, e.ts);
+        let (nodes, store_key) = self.node_set(&e.ids, e.store_key, e.ts, e.ts);
+        let stray = (store_key != Some(nodes[0])).then_some((e.seq, store_key.unwrap_or(NO_NODE)));
         let key = e.key();
         if e.is_order() {
             self.order_gen += 1;
@@ -267,6 +305,7 @@ impl Engine {
             self.dirty.insert(l);
             let link = &mut self.links[l as usize];
             link.agg.add(e, &key, &mut self.interner);
+            link.note(stray);
             let stable = link.stable;
             if key < link.key {
                 link.key = key;
@@ -282,6 +321,7 @@ impl Engine {
         let mut agg = Aggregate::default();
         agg.add(e, &key, &mut self.interner);
         let (l, in_order) = self.add_link(nodes, link_stable(&e.ids), key.clone(), e.rule, agg);
+        self.links[l as usize].note(stray);
         self.dirty.insert(l);
         let comp = self.links[l as usize].comp;
         if in_order {
@@ -293,9 +333,17 @@ impl Engine {
         Some(self.links[l as usize].stable)
     }
 
-    /// Interns identifiers seen between `first` and `last`; sorted lowest priority last.
-    fn node_set(&mut self, ids: &[Identifier], first: i64, last: i64) -> Vec<NodeId> {
+    /// Interns identifiers seen between `first` and `last`; sorted lowest priority last. Also
+    /// the node of `ids[key]`.
+    fn node_set(
+        &mut self,
+        ids: &[Identifier],
+        key: Option<usize>,
+        first: i64,
+        last: i64,
+    ) -> (Vec<NodeId>, Option<NodeId>) {
         let mut nodes: Vec<NodeId> = ids.iter().map(|id| self.intern(id)).collect();
+        let key = key.and_then(|k| nodes.get(k).copied());
         for &n in &nodes {
             let node = &mut self.nodes[n as usize];
             node.first_seen = node.first_seen.min(first);
@@ -305,7 +353,7 @@ impl Engine {
             let (na, nb) = (&self.nodes[*a as usize], &self.nodes[*b as usize]);
             (na.priority, &na.id).cmp(&(nb.priority, &nb.id))
         });
-        nodes
+        (nodes, key)
     }
 
     /// Adds an unresolved link, joining the components of its identifiers. Also says whether it
@@ -335,12 +383,15 @@ impl Engine {
         self.links.push(Link {
             nodes: nodes.clone(),
             stable,
+            seed: stable,
             key,
             rule,
             agg,
             profile: None,
             comp,
             live: true,
+            plain: false,
+            strays: Vec::new(),
         });
         self.link_index.insert(nodes, l);
         self.comps[comp as usize].links.push(l);
@@ -369,11 +420,32 @@ impl Engine {
         if ids.is_empty() || agg.event_count == 0 {
             return None;
         }
-        let nodes = self.node_set(&ids, agg.first_seen?, agg.last_seen?);
+        let (nodes, _) = self.node_set(&ids, None, agg.first_seen?, agg.last_seen?);
         if self.link_index.contains_key(&nodes) {
             return None;
         }
-        self.add_link(nodes, link_stable(&ids), key, rule, agg);
+        let plain = saved.get("p").and_then(Value::as_bool).unwrap_or(true);
+        let mut strays = Vec::new();
+        for pair in saved
+            .get("st")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let seq = pair.get(0)?.as_u64()?;
+            let node = usize::try_from(pair.get(1)?.as_i64()?)
+                .ok()
+                .and_then(|i| ids.get(i))
+                .map_or(NO_NODE, |id| self.node_index[id]);
+            strays.push((seq, node));
+        }
+        let (l, _) = self.add_link(nodes, link_stable(&ids), key, rule, agg);
+        let link = &mut self.links[l as usize];
+        if let Some(seed) = saved.get("o").and_then(Value::as_i64) {
+            link.seed = seed;
+        }
+        link.plain = plain;
+        link.strays = strays;
         Some(())
     }
 
@@ -403,7 +475,19 @@ impl Engine {
                     json!([id.kind.as_str(), id.value])
                 })
                 .collect();
-            let saved = json!({"ids": ids, "key": [link.key.0, link.key.1], "rule": link.rule.as_str(), "agg": link.agg.to_json()});
+            let strays: Vec<Value> = link
+                .strays
+                .iter()
+                .map(|(seq, n)| {
+                    let at = link.nodes.iter().position(|m| m == n);
+                    json!([seq, at.map_or(-1, |i| i as i64)])
+                })
+                .collect();
+            let mut saved = json!({"ids": ids, "key": [link.key.0, link.key.1], "rule": link.rule.as_str(),
+                               "agg": link.agg.to_json(), "p": link.plain, "st": strays});
+            if link.seed != link.stable {
+                saved["o"] = json!(link.seed);
+            }
             out.push((link.stable, saved.to_string()));
         }
         out
@@ -475,8 +559,8 @@ impl Engine {
         let survivor = if matched.is_empty() {
             let p = self.next_prof;
             self.next_prof += 1;
-            let stable = self.links[l as usize].stable.to_string();
-            let ext = format!("prof_{:016x}", fnv(&[&key.1, &stable]));
+            let seed = self.links[l as usize].seed.to_string();
+            let ext = format!("prof_{:016x}", fnv(&[&key.1, &seed]));
             self.profiles.insert(
                 p,
                 Prof {
@@ -656,28 +740,31 @@ impl Engine {
         })
     }
 
-    /// Stable link IDs of the profile holding `id`: its events are the events of these links.
-    pub fn profile_links(&self, id: &Identifier) -> Option<Vec<i64>> {
+    /// How to read the timeline of the profile holding `id` (see [`TimelinePlan`]).
+    pub fn timeline_plan(&self, id: &Identifier) -> Option<TimelinePlan> {
         let p = self.profile_of(id)?;
-        Some(
-            self.profiles[&p]
-                .links
-                .iter()
-                .map(|l| self.links[*l as usize].stable)
-                .collect(),
-        )
-    }
-
-    /// Identifiers of the profile holding `id`.
-    pub fn profile_identifiers(&self, id: &Identifier) -> Option<Vec<Identifier>> {
-        let p = self.profile_of(id)?;
-        Some(
-            self.profiles[&p]
-                .nodes
-                .iter()
-                .map(|n| self.nodes[*n as usize].id.clone())
-                .collect(),
-        )
+        let prof = &self.profiles[&p];
+        let mut plan = TimelinePlan::default();
+        for &n in &prof.nodes {
+            let id = &self.nodes[n as usize].id;
+            match id.kind {
+                IdType::UserId => plan.user_ids.push(id.value.clone()),
+                IdType::AnonymousId => plan.anonymous_ids.push(id.value.clone()),
+                _ => {}
+            }
+        }
+        for &l in &prof.links {
+            let link = &self.links[l as usize];
+            plan.links.insert(link.stable);
+            for &(seq, k) in &link.strays {
+                if k == NO_NODE || self.nodes[k as usize].profile != Some(p) {
+                    plan.extra.push(seq);
+                }
+            }
+        }
+        plan.extra.sort_unstable_by_key(|s| std::cmp::Reverse(*s));
+        plan.extra.dedup();
+        Some(plan)
     }
 
     /// External profile ID of whoever holds `id`.
@@ -804,7 +891,10 @@ impl Engine {
         (all.iter().map(|(_, _, p)| self.render(*p)).collect(), next)
     }
 
-    /// Erases the profile holding `id` and every link that carries one of its identifiers.
+    /// Erases the profile holding `id`: its links, and the links of others' events that the
+    /// store files under one of its identifiers (the store deletes those with it). Others' links
+    /// that merely carry one of its identifiers (a shared browser's anonymous ID) stay with their
+    /// owner, without the erased identifiers.
     pub fn erase(&mut self, id: &Identifier) -> Option<Erased> {
         let p = self.profile_of(id)?;
         let prof = &self.profiles[&p];
@@ -812,16 +902,37 @@ impl Engine {
         let gone: HashSet<NodeId> = prof.nodes.iter().copied().collect();
         let comp = self.nodes[prof.nodes[0] as usize].comp;
         let mut links = Vec::new();
+        let mut unreachable = Vec::new();
+        let mut carried = Vec::new();
         for &l in &self.comps[comp as usize].links {
             let link = &mut self.links[l as usize];
-            if link.live && (link.profile == Some(p) || link.nodes.iter().any(|n| gone.contains(n)))
-            {
+            if !link.live {
+                continue;
+            }
+            let mine = link.profile == Some(p);
+            let deleted_with_them = (link.plain && gone.contains(&link.nodes[0]))
+                || link.strays.iter().any(|(_, k)| gone.contains(k));
+            if mine || deleted_with_them {
                 link.live = false;
                 self.dirty.remove(&l);
                 links.push(link.stable);
-                let nodes = link.nodes.clone();
+                if mine {
+                    unreachable.extend(
+                        link.strays
+                            .iter()
+                            .filter(|(_, k)| !gone.contains(k))
+                            .map(|(seq, _)| *seq),
+                    );
+                }
+                let nodes = std::mem::take(&mut link.nodes);
                 self.link_index.remove(&nodes);
+            } else if link.nodes.iter().any(|n| gone.contains(n)) {
+                carried.push(l);
             }
+        }
+        for l in carried {
+            links.push(self.links[l as usize].stable);
+            self.strip(l, &gone);
         }
         let mut identifiers = Vec::new();
         for &n in &gone {
@@ -835,11 +946,59 @@ impl Engine {
         let c = &mut self.comps[comp as usize];
         c.nodes.retain(|n| !gone.contains(n));
         self.replay(comp);
+        unreachable.sort_unstable();
         Some(Erased {
             profile_id,
             identifiers,
             links,
+            unreachable,
         })
+    }
+
+    /// Takes `gone` identifiers out of link `l`: it becomes (or joins) the link of the rest, as
+    /// its events read once the gone identifiers are suppressed.
+    fn strip(&mut self, l: LinkId, gone: &HashSet<NodeId>) {
+        let link = &mut self.links[l as usize];
+        let old = std::mem::take(&mut link.nodes);
+        self.link_index.remove(&old);
+        let nodes: Vec<NodeId> = old.into_iter().filter(|n| !gone.contains(n)).collect();
+        let mut ids: Vec<Identifier> = nodes
+            .iter()
+            .map(|n| self.nodes[*n as usize].id.clone())
+            .collect();
+        ids.sort();
+        match self.link_index.get(&nodes) {
+            Some(&into) => {
+                let link = &mut self.links[l as usize];
+                link.live = false;
+                let (agg, strays, plain, key, rule, seed) = (
+                    std::mem::take(&mut link.agg),
+                    std::mem::take(&mut link.strays),
+                    link.plain,
+                    link.key.clone(),
+                    link.rule,
+                    link.seed,
+                );
+                self.dirty.remove(&l);
+                let into_link = &mut self.links[into as usize];
+                into_link.agg.merge(&agg);
+                into_link.strays.extend(strays);
+                into_link.plain |= plain;
+                if key < into_link.key {
+                    into_link.key = key;
+                    into_link.rule = rule;
+                    into_link.seed = seed;
+                }
+                self.dirty.insert(into);
+            }
+            None => {
+                let link = &mut self.links[l as usize];
+                link.stable = link_stable(&ids);
+                link.nodes = nodes.clone();
+                self.link_index.insert(nodes, l);
+                self.dirty.insert(l);
+            }
+        }
     }
 }
 

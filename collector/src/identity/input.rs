@@ -42,6 +42,10 @@ pub struct EventInput {
     pub ts: i64,
     /// Normalised identifiers, deduplicated, sorted.
     pub ids: Vec<Identifier>,
+    /// Which of `ids` the store files the event under (see `store_key`).
+    pub store_key: Option<usize>,
+    /// The store's `seq`, when the event came from the store (0 otherwise).
+    pub seq: u64,
     pub rule: Rule,
     /// Traits set by this event (identify traits, or `context.traits`).
     pub traits: Map<String, Value>,
@@ -57,6 +61,17 @@ pub struct EventInput {
 impl EventInput {
     pub fn key(&self) -> EventKey {
         (self.ts, self.message_id.clone())
+    }
+
+    /// Leaves out the identifiers `gone` says are gone; whether any remain.
+    pub fn without(&mut self, gone: impl Fn(&Identifier) -> bool) -> bool {
+        if !self.ids.iter().any(&gone) {
+            return true;
+        }
+        let key = self.store_key.map(|k| self.ids[k].clone());
+        self.ids.retain(|i| !gone(i));
+        self.store_key = key.and_then(|k| self.ids.iter().position(|i| *i == k));
+        !self.ids.is_empty()
     }
 
     pub fn is_order(&self) -> bool {
@@ -77,6 +92,7 @@ impl EventInput {
             .unwrap_or(0);
 
         let (ids, emails) = identifiers(msg, config);
+        let store_key = store_key(msg, &ids, config);
         let traits_obj = msg.get("traits").and_then(Value::as_object);
         let ctx_traits = ctx("traits").and_then(Value::as_object);
         let props = msg.get("properties").and_then(Value::as_object);
@@ -128,6 +144,8 @@ impl EventInput {
             event,
             ts,
             ids,
+            store_key,
+            seq: msg.get("seq").and_then(Value::as_u64).unwrap_or(0),
             rule,
             traits,
             revenue: revenue.filter(|r| r.is_finite()),
@@ -150,49 +168,108 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The normalised identifiers a message carries (sorted, deduplicated), and whether it carried
-/// an email anywhere; cheaper than [`EventInput::from_message`] when only these are needed.
-pub fn identifiers(msg: &Value, config: &IdentityConfig) -> (Vec<Identifier>, bool) {
-    let s = text;
-    let ctx = |k: &str| msg.get("context").and_then(|c| c.get(k));
-    let kind = msg.get("type").and_then(Value::as_str).unwrap_or_default();
-    let mut ids = Vec::new();
-    let mut push = |kind: IdType, v: Option<String>| {
-        if let Some(id) = v.and_then(|v| config.normalise(kind, &v)) {
-            ids.push(id);
-        }
-    };
-    push(IdType::UserId, s(msg.get("userId")));
-    push(IdType::AnonymousId, s(msg.get("anonymousId")));
-    let traits_obj = msg.get("traits").and_then(Value::as_object);
-    let ctx_traits = ctx("traits").and_then(Value::as_object);
-    let props = msg.get("properties").and_then(Value::as_object);
-    let mut emails = 0;
-    for src in [traits_obj, ctx_traits, props].into_iter().flatten() {
-        if src.get("email").is_some() {
-            emails += 1;
-        }
-        push(IdType::Email, s(src.get("email")));
-        push(IdType::Phone, s(src.get("phone")));
+/// Where an identifier's raw value was found, before normalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawKind<'a> {
+    UserId,
+    AnonymousId,
+    /// An alias's `previousId`.
+    PreviousId,
+    Email,
+    Phone,
+    /// A `context.externalIds` entry's `type`, as sent.
+    External(&'a str),
+}
+
+/// Calls `f` with every field identity links on: `userId`, `anonymousId`, an alias's
+/// `previousId`, `email` and `phone` in `traits`, `context.traits` and `properties`, and
+/// `context.externalIds`. The one list of those places, for resolution and admission alike.
+pub fn visit_raw_identifiers<'a>(
+    m: &'a Map<String, Value>,
+    mut f: impl FnMut(RawKind<'a>, &'a Value),
+) {
+    if let Some(v) = m.get("userId") {
+        f(RawKind::UserId, v);
     }
-    if kind == "alias" {
-        let prev = s(msg.get("previousId"));
-        // The Segment spec does not type previousId; it is usually the pre-login anonymous ID.
-        push(IdType::AnonymousId, prev);
+    if let Some(v) = m.get("anonymousId") {
+        f(RawKind::AnonymousId, v);
     }
-    if let Some(Value::Array(ext)) = ctx("externalIds") {
+    let context = m.get("context").and_then(Value::as_object);
+    let sources = [
+        m.get("traits"),
+        context.and_then(|c| c.get("traits")),
+        m.get("properties"),
+    ];
+    for src in sources.into_iter().flatten().filter_map(Value::as_object) {
+        if let Some(v) = src.get("email") {
+            f(RawKind::Email, v);
+        }
+        if let Some(v) = src.get("phone") {
+            f(RawKind::Phone, v);
+        }
+    }
+    if m.get("type").and_then(Value::as_str) == Some("alias")
+        && let Some(v) = m.get("previousId")
+    {
+        f(RawKind::PreviousId, v);
+    }
+    if let Some(Value::Array(ext)) = context.and_then(|c| c.get("externalIds")) {
         for e in ext {
-            let (Some(t), Some(v)) = (s(e.get("type")), s(e.get("id"))) else {
-                continue;
-            };
-            if let Ok(kind) = IdType::parse(&t.to_lowercase()) {
-                push(kind, Some(v));
+            if let (Some(Value::String(t)), Some(v)) = (e.get("type"), e.get("id")) {
+                f(RawKind::External(t), v);
             }
         }
     }
+}
+
+/// The type a raw field's value takes as an identifier.
+pub fn raw_kind_type(kind: RawKind<'_>) -> Option<IdType> {
+    Some(match kind {
+        RawKind::UserId => IdType::UserId,
+        // The Segment spec does not type previousId; it is usually the pre-login anonymous ID.
+        RawKind::AnonymousId | RawKind::PreviousId => IdType::AnonymousId,
+        RawKind::Email => IdType::Email,
+        RawKind::Phone => IdType::Phone,
+        RawKind::External(t) => IdType::parse(&t.to_lowercase()).ok()?,
+    })
+}
+
+/// The normalised identifiers a message carries (sorted, deduplicated), and whether it carried
+/// an email anywhere; cheaper than [`EventInput::from_message`] when only these are needed.
+pub fn identifiers(msg: &Value, config: &IdentityConfig) -> (Vec<Identifier>, bool) {
+    match msg.as_object() {
+        Some(m) => identifiers_in(m, config),
+        None => (Vec::new(), false),
+    }
+}
+
+/// [`identifiers`] of a message object.
+pub fn identifiers_in(m: &Map<String, Value>, config: &IdentityConfig) -> (Vec<Identifier>, bool) {
+    let mut ids = Vec::new();
+    let mut emails = false;
+    visit_raw_identifiers(m, |kind, v| {
+        emails |= kind == RawKind::Email;
+        let Some(t) = raw_kind_type(kind) else { return };
+        if let Some(id) = text(Some(v)).and_then(|v| config.normalise(t, &v)) {
+            ids.push(id);
+        }
+    });
     ids.sort();
     ids.dedup();
-    (ids, emails > 0)
+    (ids, emails)
+}
+
+/// The identifier the store files an event under (its `userId`, else its `anonymousId`), as an
+/// index into `ids`; `None` when that raw value is not itself an identifier (blocked, or changed
+/// by normalisation), so no identifier's store lookup finds the event by it.
+fn store_key(msg: &Value, ids: &[Identifier], config: &IdentityConfig) -> Option<usize> {
+    let (kind, raw) = match msg.get("userId") {
+        Some(u) => (IdType::UserId, u),
+        None => (IdType::AnonymousId, msg.get("anonymousId")?),
+    };
+    let raw = raw.as_str()?;
+    let id = config.normalise(kind, raw).filter(|id| id.value == raw)?;
+    ids.iter().position(|i| *i == id)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

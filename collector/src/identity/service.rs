@@ -2,16 +2,17 @@
 //! on-disk view current, answers profile reads, erases, and refuses suppressed identifiers.
 
 use super::db::Db;
-use super::engine::{Dropped, Engine, Merge};
+use super::engine::{Dropped, Engine, Merge, TimelinePlan};
 use super::engine::{fnv, link_stable};
 use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
-use super::input::{EventInput, format_rfc3339, identifiers};
+use super::input::visit_raw_identifiers;
+use super::input::{EventInput, RawKind, format_rfc3339, identifiers, identifiers_in};
 use crate::admission::Admission;
-use crate::store::{Identifiers, PageRequest, Store, StoredEvent};
-use serde_json::{Value, json};
+use crate::store::{Identifiers, PageRequest, Store, StoredEvent, parse_seq_cursor, seq_cursor};
+use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast::error::RecvError;
@@ -34,7 +35,9 @@ pub struct Identity {
     engine: RwLock<Engine>,
     db: Db,
     store: Arc<dyn Store>,
-    suppressed: RwLock<HashSet<Identifier>>,
+    suppressed: RwLock<Suppressed>,
+    /// Whether anything is suppressed: admission's first question, without a lock.
+    any_suppressed: AtomicBool,
     /// Highest store `seq` applied to the graph.
     applied: AtomicU64,
     /// One applier at a time (the follower task, or a read catching up); holds when the
@@ -47,6 +50,45 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Changed links that force a save sooner.
 const SAVE_DIRTY: usize = 50_000;
 
+/// Erased identifiers, refused at ingest and left out of resolution.
+#[derive(Debug, Default)]
+struct Suppressed {
+    ids: HashSet<Identifier>,
+    /// Their values, whatever the type: admission rules a message out by its raw values
+    /// without normalising them into identifiers.
+    values: HashSet<String>,
+}
+
+impl Suppressed {
+    fn insert(&mut self, id: Identifier) {
+        self.values.insert(id.value.clone());
+        self.ids.insert(id);
+    }
+
+    fn contains(&self, id: &Identifier) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Whether a raw field may normalise to a suppressed value; `false` is certain.
+    fn may_hold(&self, kind: RawKind<'_>, v: &Value) -> bool {
+        let s = match v {
+            Value::String(s) => s.trim(),
+            Value::Number(_) => return true,
+            _ => return false,
+        };
+        match kind {
+            RawKind::Email if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) => {
+                self.values.contains(&s.to_lowercase())
+            }
+            RawKind::Phone => {
+                let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+                self.values.contains(&digits) || self.values.contains(&format!("+{digits}"))
+            }
+            _ => self.values.contains(s),
+        }
+    }
+}
+
 /// Events newest first, and the cursor of the next page.
 pub type TimelinePage = (Vec<Value>, Option<String>);
 
@@ -56,6 +98,9 @@ pub struct Receipt {
     pub receipt_id: String,
     pub profile_id: String,
     pub deleted_events: u64,
+    /// The person's events the store could not delete (filed under someone else's identifier
+    /// or none); normally 0.
+    pub undeleted_events: u64,
     pub deleted_identities: usize,
     pub suppressed: Vec<IdentifierJson>,
     pub at: String,
@@ -90,7 +135,11 @@ impl Identity {
                 "Saved identity links skipped; their events stay in the store."
             );
         }
-        let suppressed = db.suppressed()?.into_iter().collect();
+        let mut suppressed = Suppressed::default();
+        for id in db.suppressed()? {
+            suppressed.insert(id);
+        }
+        let any_suppressed = AtomicBool::new(!suppressed.ids.is_empty());
         let applied = db.watermark()?;
         tracing::info!(
             profiles = engine.profile_count(),
@@ -103,6 +152,7 @@ impl Identity {
             db,
             store,
             suppressed: RwLock::new(suppressed),
+            any_suppressed,
             applied: AtomicU64::new(applied),
             apply_lock: Mutex::new(Instant::now()),
         }))
@@ -148,9 +198,10 @@ impl Identity {
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
             for e in events.iter().filter(|e| e.seq > applied) {
                 last = last.max(e.seq);
-                let input = EventInput::from_message(&e.message, &self.config);
-                // Stored before its identifiers were erased, applied after: erased all the same.
-                if !suppressed.is_empty() && input.ids.iter().any(|i| suppressed.contains(i)) {
+                let mut input = EventInput::from_message(&e.message, &self.config);
+                // Erased identifiers are no one's: an event that also names someone else (the
+                // next person on a shared browser) counts for them without the erased ones.
+                if !suppressed.ids.is_empty() && !input.without(|i| suppressed.contains(i)) {
                     continue;
                 }
                 engine.apply(&input);
@@ -230,56 +281,75 @@ impl Identity {
         }
     }
 
-    /// The profile's events newest first, from the store: the events of its user and anonymous
-    /// IDs that resolved to it (on a shared browser an anonymous ID's later events may belong to
-    /// someone else). `None` for an unknown identifier.
+    /// The profile's events newest first. Most come from the store's lookup by the profile's
+    /// user and anonymous IDs, kept when they resolved to this profile (on a shared browser an
+    /// anonymous ID's later events may be someone else's); the few the store files under
+    /// another person's identifier, or none, are read by `seq`. The cursor is a `seq`.
+    /// `None` for an unknown identifier.
     pub async fn timeline(
         &self,
         id: &Identifier,
         cursor: Option<String>,
         limit: usize,
     ) -> Result<Option<TimelinePage>, IdentityError> {
-        let (links, ids) = {
-            let engine = self.engine();
-            let Some(links) = engine.profile_links(id) else {
-                return Ok(None);
-            };
-            let ids = engine.profile_identifiers(id).unwrap_or_default();
-            (links.into_iter().collect::<HashSet<i64>>(), ids)
+        let Some(plan) = self.engine().timeline_plan(id) else {
+            return Ok(None);
         };
-        let mut targets = Identifiers::default();
-        for i in ids {
-            match i.kind {
-                IdType::UserId => targets.user_ids.push(i.value),
-                IdType::AnonymousId => targets.anonymous_ids.push(i.value),
-                _ => {}
-            }
-        }
-        let mut events = Vec::with_capacity(limit);
-        let mut cursor = cursor;
-        if targets.is_empty() {
-            return Ok(Some((events, None)));
-        }
-        // Ask only for what is still missing, so a page is always consumed whole and the
-        // store's cursor stays exact.
-        while events.len() < limit {
-            let page = PageRequest {
-                limit: limit - events.len(),
-                cursor: cursor.take(),
-            };
-            let page = self.store.events_for(&targets, page).await?;
-            for e in page.items {
-                let (ids, _) = identifiers(&e.message, &self.config);
-                if !ids.is_empty() && links.contains(&link_stable(&ids)) {
-                    events.push(e.message);
+        let before = parse_seq_cursor(&cursor)?.unwrap_or(u64::MAX);
+        let limit = limit.max(1);
+        let targets = Identifiers {
+            user_ids: plan.user_ids.clone(),
+            anonymous_ids: plan.anonymous_ids.clone(),
+        };
+        // The newest `limit + 1` of the profile's events the store finds below `before`, or all
+        // of them; `floor` is the seq down to which that is complete.
+        let mut found: Vec<(u64, Value)> = Vec::with_capacity(limit + 1);
+        let mut floor = 0;
+        if !targets.is_empty() {
+            let mut below = before;
+            loop {
+                let page = PageRequest {
+                    limit: limit + 1 - found.len(),
+                    cursor: (below != u64::MAX).then(|| seq_cursor(below)),
+                };
+                let page = self.store.events_for(&targets, page).await?;
+                for e in page.items {
+                    below = e.seq;
+                    if self.owns(&plan, &e.message) {
+                        found.push((e.seq, e.message));
+                    }
+                }
+                if page.next_cursor.is_none() {
+                    break;
+                }
+                if found.len() > limit {
+                    floor = below;
+                    break;
                 }
             }
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                break;
+        }
+        for &seq in plan.extra.iter().filter(|s| (floor..before).contains(*s)) {
+            if let Some(e) = self.store.events_after(seq - 1, 1).await?.pop()
+                && e.seq == seq
+            {
+                found.push((e.seq, e.message));
             }
         }
-        Ok(Some((events, cursor)))
+        found.sort_by_key(|e| std::cmp::Reverse(e.0));
+        found.dedup_by_key(|e| e.0);
+        let next = (found.len() > limit).then(|| seq_cursor(found[limit - 1].0));
+        found.truncate(limit);
+        Ok(Some((found.into_iter().map(|e| e.1).collect(), next)))
+    }
+
+    /// Whether a stored event the store found by the profile's identifiers resolved to it.
+    fn owns(&self, plan: &TimelinePlan, msg: &Value) -> bool {
+        let (mut ids, _) = identifiers(msg, &self.config);
+        if self.any_suppressed.load(Ordering::Acquire) {
+            let sup = self.suppressed.read().unwrap_or_else(|e| e.into_inner());
+            ids.retain(|i| !sup.contains(i));
+        }
+        !ids.is_empty() && plan.links.contains(&link_stable(&ids))
     }
 
     /// Erases everything held on the person `id` belongs to and suppresses their identifiers.
@@ -289,20 +359,21 @@ impl Identity {
     ) -> Result<Option<Receipt>, IdentityError> {
         self.sync().await?;
         let at = format_rfc3339(now_ms());
-        let erased = {
+        let (erased, rewritten, watermark) = {
             let _one = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(erased) = self
-                .engine
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .erase(id)
-            else {
+            let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
+            let Some(erased) = engine.erase(id) else {
                 return Ok(None);
             };
             // Refuse new events from these identifiers before deleting the old ones.
             let mut sup = self.suppressed.write().unwrap_or_else(|e| e.into_inner());
-            sup.extend(erased.identifiers.iter().cloned());
-            erased
+            for i in &erased.identifiers {
+                sup.insert(i.clone());
+            }
+            self.any_suppressed.store(true, Ordering::Release);
+            // Saved with the erasure, so the view never holds a link under its old identifiers.
+            let rewritten = engine.take_dirty();
+            (erased, rewritten, self.applied.load(Ordering::Acquire))
         };
         let receipt_id = format!("erasure_{:016x}", fnv(&[&erased.profile_id, &at]));
         let me = Arc::clone(self);
@@ -312,9 +383,11 @@ impl Identity {
             at.clone(),
             receipt_id.clone(),
         );
-        tokio::task::spawn_blocking(move || me.db.erase(&links, &ids, &at2, &rid))
-            .await
-            .expect("identity erase does not panic")?;
+        tokio::task::spawn_blocking(move || {
+            me.db.erase(&links, &rewritten, watermark, &ids, &at2, &rid)
+        })
+        .await
+        .expect("identity erase does not panic")?;
         let mut targets = Identifiers::default();
         for i in &erased.identifiers {
             match i.kind {
@@ -328,10 +401,18 @@ impl Identity {
         } else {
             self.store.delete_events_for(&targets).await?
         };
+        if !erased.unreachable.is_empty() {
+            tracing::warn!(
+                profile = %erased.profile_id,
+                events = erased.unreachable.len(),
+                "Erased person's events filed under another identifier stay in the store: it cannot delete by seq."
+            );
+        }
         let receipt = Receipt {
             receipt_id: receipt_id.clone(),
             profile_id: erased.profile_id,
             deleted_events: in_store,
+            undeleted_events: erased.unreachable.len() as u64,
             deleted_identities: erased.identifiers.len(),
             suppressed: erased
                 .identifiers
@@ -372,19 +453,18 @@ impl Identity {
     }
 
     pub fn is_suppressed_id(&self, id: &Identifier) -> bool {
-        let sup = self.suppressed.read().unwrap_or_else(|e| e.into_inner());
-        !sup.is_empty() && sup.contains(id)
+        self.any_suppressed.load(Ordering::Acquire)
+            && self
+                .suppressed
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(id)
     }
 }
 
 impl Admission for Identity {
     fn is_suppressed(&self, id_type: &str, value: &str) -> bool {
-        if self
-            .suppressed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
+        if !self.any_suppressed.load(Ordering::Acquire) {
             return false;
         }
         let Ok(kind) = IdType::parse(id_type) else {
@@ -393,5 +473,31 @@ impl Admission for Identity {
         self.config
             .normalise(kind, value)
             .is_some_and(|id| self.is_suppressed_id(&id))
+    }
+
+    /// Every identifier resolution links on, and an alias's `previousId` as a user ID too.
+    /// Nothing suppressed costs one atomic load; otherwise raw values are looked up as they
+    /// are, and only a message with a possible hit is normalised into identifiers.
+    fn refuses(&self, m: &Map<String, Value>) -> bool {
+        if !self.any_suppressed.load(Ordering::Acquire) {
+            return false;
+        }
+        let sup = self.suppressed.read().unwrap_or_else(|e| e.into_inner());
+        let mut maybe = m
+            .get("previousId")
+            .is_some_and(|v| sup.may_hold(RawKind::UserId, v));
+        visit_raw_identifiers(m, |kind, v| maybe = maybe || sup.may_hold(kind, v));
+        if !maybe {
+            return false;
+        }
+        let prev = m.get("previousId").and_then(Value::as_str);
+        let prev_ids = [IdType::UserId, IdType::AnonymousId]
+            .into_iter()
+            .filter_map(|t| self.config.normalise(t, prev?));
+        identifiers_in(m, &self.config)
+            .0
+            .into_iter()
+            .chain(prev_ids)
+            .any(|i| sup.contains(&i))
     }
 }
