@@ -144,15 +144,19 @@ impl Queue {
         held
     }
 
-    /// Gives up the lease so any tab may send the event again.
+    /// Gives up the lease so any tab may send the event again. Reading first is cheaper than a
+    /// removal (a write other tabs hear of), and most events dropped from a full queue have none.
     pub fn release(store: &impl Storage, key: &str) {
-        store.remove(&lease_key(key));
+        let lease = lease_key(key);
+        if store.get(&lease).is_some() {
+            store.remove(&lease);
+        }
     }
 
     /// Deletes a delivered (or dropped) event and its lease.
     pub fn remove(&mut self, store: &impl Storage, key: &str) {
         store.remove(key);
-        store.remove(&lease_key(key));
+        Queue::release(store, key);
         self.note(key, false);
     }
 
