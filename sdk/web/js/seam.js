@@ -65,13 +65,14 @@
     if (found) c.campaign = campaign;
     return JSON.stringify(c);
   }
-  // What the wasm calls back: the network and one timer. Requests are aborted after 30 s, half
-  // a tab's claim on the events it sends, so the claim never outlives the request.
-  var timer, store, pool = new Uint32Array(64), left = 0;
+  // What the wasm calls back (the glue above names it): storage, the network, one timer.
+  // Requests are aborted after 30 s, half a tab's claim on the events it sends, so the claim
+  // never outlives the request.
+  var timer, store, pool = new Uint32Array(64), left = 0, waiters = {}, flushes = 0;
   try {
     store = w.localStorage;
   } catch (e) {}
-  var host = {
+  var seam_host = {
     get: function (k) {
       try {
         return store.getItem(k);
@@ -146,6 +147,11 @@
     },
     warn: function (m) {
       console.warn(m);
+    },
+    flushed: function (id) {
+      var resolve = waiters[id];
+      delete waiters[id];
+      if (resolve) resolve();
     }
   };
   // No unload listener: it would keep the page out of the back/forward cache.
@@ -177,8 +183,10 @@
       var categories = o.categories || ["necessary", "analytics", "marketing", "personalization"];
       if (!Array.isArray(categories) || categories.some(function (c) { return typeof c != "string" || /[=,]/.test(c); }))
         throw Misuse("load", "options.categories", "an array of category names");
-      sdk.load(writeKey, (o.endpoint || origin).replace(/\/+$/, ""), o.consent || "opt-out", categories.join(","),
-        o.cookieDomain || "", o.flushAt || 0, o.flushInterval || 0, navigator.globalPrivacyControl === true, host);
+      var failed = sdk.load(writeKey, (o.endpoint || origin).replace(/\/+$/, ""), o.consent || "opt-out",
+        categories.join(","), o.cookieDomain || "", o.flushAt || 0, o.flushInterval || 0,
+        navigator.globalPrivacyControl === true);
+      if (failed) throw new Error(failed);
       loaded = true;
     },
     page: function (at) {
@@ -217,7 +225,8 @@
     },
     flush: function () {
       return new Promise(function (resolve) {
-        sdk.flush(resolve);
+        waiters[++flushes] = resolve;
+        sdk.flush(flushes);
       });
     },
     consent: function (at, preferences) {

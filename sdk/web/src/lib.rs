@@ -16,8 +16,7 @@ use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use js_sys::Function;
-use platform::{Browser, Cookies, Fetch, Host, Local, now};
+use platform::{Browser, Cookies, Fetch, Local, flushed, now, wake, warn};
 use seam_sdk_core::backoff::Outcome;
 use seam_sdk_core::consent::Mode;
 use seam_sdk_core::delivery::{Config, Warning};
@@ -39,7 +38,8 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 
 struct Sdk {
     t: Tracker<Local, Cookies, Fetch, Browser>,
-    flush_waiters: Vec<(Vec<String>, Function)>,
+    /// `seam.flush()` promises: the keys each waits for, and its number.
+    flush_waiters: Vec<(Vec<String>, f64)>,
     /// When the host's timer fires next (0: not set).
     timer_at: u64,
     /// The page context (JSON) last given; the loader sends it again only when it changed.
@@ -73,7 +73,7 @@ fn ms(at: f64) -> u64 {
 }
 
 /// Starts the SDK. The loader has checked the argument types; what only Rust can judge comes
-/// back as an `Error` naming the argument.
+/// back as a message naming the argument (empty when loaded), which the loader throws.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn load(
@@ -85,20 +85,15 @@ pub fn load(
     flush_at: u32,
     flush_interval_ms: u32,
     gpc: bool,
-    host: Host,
-) -> Result<(), JsError> {
+) -> String {
     if write_key.is_empty() {
-        return Err(JsError::new(
-            "seam.load: `writeKey` must be a non-empty string",
-        ));
+        return "seam.load: `writeKey` must be a non-empty string".into();
     }
     let Some(mode) = Mode::parse(consent) else {
-        return Err(JsError::new(
-            "seam.load: `options.consent` must be \"opt-in\" or \"opt-out\"",
-        ));
+        return "seam.load: `options.consent` must be \"opt-in\" or \"opt-out\"".into();
     };
     if SDK.0.borrow().is_some() {
-        return Ok(());
+        return String::new();
     }
     let mut delivery = Config::default();
     if flush_at > 0 {
@@ -109,10 +104,7 @@ pub fn load(
     }
     let mut url = endpoint;
     url.push_str("/v1/batch");
-    let transport = Fetch {
-        url,
-        host: host.clone(),
-    };
+    let transport = Fetch { url };
     let settings = Settings {
         write_key,
         mode,
@@ -126,13 +118,12 @@ pub fn load(
     };
     let t = Tracker::new(
         settings,
-        Local(host.clone()),
+        Local,
         Cookies {
-            host: host.clone(),
             domain: Some(cookie_domain).filter(|d| !d.is_empty()),
         },
         transport,
-        Browser(host),
+        Browser,
         now(),
     );
     *SDK.0.borrow_mut() = Some(Sdk {
@@ -143,7 +134,7 @@ pub fn load(
     });
     // Events an earlier page (or a closed tab) left in storage.
     pump();
-    Ok(())
+    String::new()
 }
 
 /// Queues an event of type `kind`: `fields` and `context` are JSON objects (see
@@ -179,20 +170,18 @@ pub fn reset(at: f64) {
     with_sdk(|s| s.t.reset(ms(at)));
 }
 
-/// Calls `resolve` once everything queued so far has been acknowledged (or dropped).
+/// Calls the host's `flushed(id)` once everything queued so far has been acknowledged (or
+/// dropped).
 #[wasm_bindgen]
-pub fn flush(resolve: Function) {
-    let mut resolve = Some(resolve);
-    with_sdk(|s| {
+pub fn flush(id: f64) {
+    let waiting = with_sdk(|s| {
         let keys = s.t.delivery.outstanding();
         s.t.delivery.request_flush();
-        if let Some(r) = resolve.take() {
-            s.flush_waiters.push((keys, r));
-        }
+        s.flush_waiters.push((keys, id));
         s.poll();
     });
-    if let Some(r) = resolve {
-        let _ = r.call0(&JsValue::UNDEFINED);
+    if waiting.is_none() {
+        flushed(id);
     }
 }
 
@@ -211,7 +200,7 @@ pub fn consent(choices: &str, context: &str, at: f64) -> String {
                 let mut m = String::from("seam.consent: unknown category `");
                 m.push_str(&unknown);
                 m.push('`');
-                s.host().warn(&m);
+                warn(&m);
             }
             s.poll();
         }
@@ -232,9 +221,8 @@ pub fn user() -> String {
 pub fn on_response(request: f64, status: u16, retry_after: &str) {
     with_sdk(|s| {
         let outcome = Outcome::from_status(status, Some(retry_after).filter(|r| !r.is_empty()));
-        let rng = Browser(s.host().clone());
         s.t.delivery
-            .on_outcome(now(), request as u64, outcome, &rng);
+            .on_outcome(now(), request as u64, outcome, &Browser);
         s.poll();
     });
 }
@@ -283,10 +271,10 @@ impl Sdk {
         }
         if !self.flush_waiters.is_empty() {
             let outstanding = self.t.delivery.outstanding();
-            self.flush_waiters.retain(|(keys, resolve)| {
+            self.flush_waiters.retain(|(keys, id)| {
                 let done = !keys.iter().any(|k| outstanding.contains(k));
                 if done {
-                    let _ = resolve.call0(&JsValue::UNDEFINED);
+                    flushed(*id);
                 }
                 !done
             });
@@ -300,17 +288,13 @@ impl Sdk {
         }
         self.timer_at = at;
         let delay = at.saturating_sub(now());
-        self.host().wake(delay as f64);
-    }
-
-    fn host(&self) -> &Host {
-        &self.t.delivery.transport.host
+        wake(delay as f64);
     }
 
     /// Logs the core's warnings, one console line each.
     fn report(&mut self) {
         for w in self.t.delivery.take_warnings() {
-            self.host().warn(match w {
+            warn(match w {
                 Warning::EventTooLarge(_) => "seam: an event over 32 KB was dropped",
                 Warning::QueueFull => "seam: the event queue is full; the oldest event was dropped",
                 Warning::StorageRefused => "seam: storage refused an event; it was dropped",

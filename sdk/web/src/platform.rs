@@ -1,4 +1,4 @@
-//! The browser behind the core's traits, reached through the loader's `host` object:
+//! The browser behind the core's traits, reached through the loader's `seam_host` object:
 //! localStorage, `document.cookie`, `crypto.getRandomValues`, fetch and sendBeacon are a line or
 //! two of JavaScript each there, where web-sys bindings would cost far more glue and wasm (the
 //! size budget); every host method catches its own exceptions.
@@ -11,53 +11,43 @@ use seam_sdk_core::storage::Storage;
 use seam_sdk_core::{Clock, Random};
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen]
+// Free functions on the loader's `seam_host` object (a variable in the loader's scope, which
+// holds the glue): no JS object crosses into the wasm, so it needs no externref table.
+#[wasm_bindgen(js_namespace = seam_host)]
 extern "C" {
-    /// What the loader provides (see `host` in `js/seam.js`).
-    #[derive(Clone)]
-    pub type Host;
-    #[wasm_bindgen(method)]
-    fn get(this: &Host, key: &str) -> Option<String>;
-    #[wasm_bindgen(method)]
-    fn set(this: &Host, key: &str, value: &str) -> bool;
-    #[wasm_bindgen(method)]
-    fn remove(this: &Host, key: &str);
+    fn get(key: &str) -> Option<String>;
+    fn set(key: &str, value: &str) -> bool;
+    fn remove(key: &str);
     /// Every localStorage key, joined with newlines.
-    #[wasm_bindgen(method)]
-    fn keys(this: &Host) -> String;
-    #[wasm_bindgen(method)]
-    fn cookies(this: &Host) -> String;
-    #[wasm_bindgen(method)]
-    fn set_cookie(this: &Host, cookie: &str);
+    fn keys() -> String;
+    fn cookies() -> String;
+    fn set_cookie(cookie: &str);
     /// 32 random bits from `crypto.getRandomValues`.
-    #[wasm_bindgen(method)]
-    fn random(this: &Host) -> u32;
-    #[wasm_bindgen(method)]
-    fn send(this: &Host, request: f64, url: &str, body: &str, keepalive: bool);
-    #[wasm_bindgen(method)]
-    fn beacon(this: &Host, url: &str, body: &str) -> bool;
+    fn random() -> u32;
+    fn send(request: f64, url: &str, body: &str, keepalive: bool);
+    fn beacon(url: &str, body: &str) -> bool;
     /// Sets the one timer; it calls `tick`.
-    #[wasm_bindgen(method)]
-    pub fn wake(this: &Host, delay_ms: f64);
-    #[wasm_bindgen(method)]
-    pub fn warn(this: &Host, message: &str);
+    pub fn wake(delay_ms: f64);
+    pub fn warn(message: &str);
+    /// Resolves the promise `seam.flush()` returned, numbered `id`.
+    pub fn flushed(id: f64);
 }
 
 /// `window.localStorage`; a browser that blocks it (private mode, sandbox) stores nothing.
-pub struct Local(pub Host);
+pub struct Local;
 
 impl Storage for Local {
     fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key)
+        get(key)
     }
     fn set(&self, key: &str, value: &str) -> bool {
-        self.0.set(key, value)
+        set(key, value)
     }
     fn remove(&self, key: &str) {
-        self.0.remove(key)
+        remove(key)
     }
     fn keys(&self) -> Vec<String> {
-        let all = self.0.keys();
+        let all = keys();
         all.split('\n')
             .filter(|k| !k.is_empty())
             .map(str::to_owned)
@@ -68,13 +58,12 @@ impl Storage for Local {
 /// `document.cookie`: the anonymousId cookie, first-party, a year, SameSite=Lax, on the
 /// configured domain when given (so subdomains share it).
 pub struct Cookies {
-    pub host: Host,
     pub domain: Option<String>,
 }
 
 impl Storage for Cookies {
     fn get(&self, name: &str) -> Option<String> {
-        let all = self.host.cookies();
+        let all = cookies();
         all.split(';').find_map(|c| {
             let (k, v) = c.trim_start().split_once('=')?;
             (k == name).then(|| v.to_owned())
@@ -103,12 +92,12 @@ impl Cookies {
             c.push_str("; domain=");
             c.push_str(d);
         }
-        self.host.set_cookie(&c);
+        set_cookie(&c);
     }
 }
 
 /// `Date.now` and `crypto.getRandomValues`.
-pub struct Browser(pub Host);
+pub struct Browser;
 
 impl Clock for Browser {
     fn now_ms(&self) -> u64 {
@@ -123,7 +112,7 @@ pub fn now() -> u64 {
 impl Random for Browser {
     fn fill(&self, bytes: &mut [u8]) {
         for chunk in bytes.chunks_mut(4) {
-            let r = self.0.random().to_le_bytes();
+            let r = random().to_le_bytes();
             for (b, r) in chunk.iter_mut().zip(r) {
                 *b = r;
             }
@@ -134,15 +123,14 @@ impl Random for Browser {
 /// Sends to `{endpoint}/v1/batch` through the host.
 pub struct Fetch {
     pub url: String,
-    pub host: Host,
 }
 
 impl Transport for Fetch {
     fn send(&mut self, request: u64, body: String, keepalive: bool) {
-        self.host.send(request as f64, &self.url, &body, keepalive);
+        send(request as f64, &self.url, &body, keepalive);
     }
 
     fn beacon(&mut self, body: &str) -> bool {
-        self.host.beacon(&self.url, body)
+        beacon(&self.url, body)
     }
 }
