@@ -64,7 +64,6 @@ async fn visitor_who_rejects_consent_sends_nothing_and_stores_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "SDK: a call held before opt-in consent keeps the categoryPreferences of its creation (analytics: false) when sent after the grant, so the collector drops it (seam_events_consent_dropped_total)"]
 async fn visitor_who_accepts_consent_has_the_page_viewed_before_the_choice_delivered() {
     let collector = DemoCollector::start().await;
     let visitor = Browser::launch().await;
