@@ -230,9 +230,10 @@ pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every whole frame of a segment. A frame that is cut short or fails its checksum ends
-/// the segment: the returned offset is where the valid part ends.
-pub fn read_segment(path: &Path) -> io::Result<(Vec<Frame>, u64)> {
+/// Reads every whole frame of a segment, decoding the records of groups after `after` only.
+/// A frame that is cut short or fails its checksum ends the segment: the returned offset is
+/// where the valid part ends.
+pub fn read_segment(path: &Path, after: u64) -> io::Result<(Vec<Frame>, u64)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut frames = Vec::new();
@@ -249,6 +250,10 @@ pub fn read_segment(path: &Path) -> io::Result<(Vec<Frame>, u64)> {
         }
         let mut cursor = Cursor(payload);
         let Some(group) = cursor.u64() else { break };
+        if group <= after {
+            at += HEADER + len;
+            continue;
+        }
         let mut records = Vec::new();
         let mut ok = true;
         while !cursor.0.is_empty() {
@@ -405,7 +410,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&torn[..torn.len() - 3]).expect("write");
 
-        let (frames, valid) = read_segment(&path).expect("read");
+        let (frames, valid) = read_segment(&path, 0).expect("read");
         assert_eq!(frames.iter().map(|f| f.group).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(frames[1].records, sample());
         assert_eq!(
@@ -426,7 +431,7 @@ mod tests {
         let last = data.len() - 2;
         data[last] ^= 0x20;
         std::fs::write(&path, data).expect("write");
-        let (frames, valid) = read_segment(&path).expect("read");
+        let (frames, valid) = read_segment(&path, 0).expect("read");
         assert!(frames.is_empty());
         assert_eq!(valid, 0);
     }

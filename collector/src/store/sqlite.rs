@@ -83,7 +83,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_queued_events: 50_000,
-            max_index_lag_events: 200_000,
+            max_index_lag_events: 50_000,
         }
     }
 }
@@ -187,14 +187,19 @@ impl SqliteStore {
         std::fs::create_dir_all(&log_dir).map_err(|e| io_error("cannot create", &log_dir, e))?;
         let conn = Connection::open(&path)
             .map_err(|e| StoreError::Engine(format!("cannot open {}: {e}", path.display())))?;
+        // Large pages hold many rows and index entries each: fewer B-tree splits, WAL frames
+        // and page headers per event (measured: 64 KiB indexes ~2x faster than 4 KiB). Only
+        // takes effect when the database is created.
+        conn.pragma_update(None, "page_size", 65_536)
+            .map_err(engine)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(engine)?;
         // The log is the durability point; SQLite commits need not fsync (see `Indexer`).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(engine)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+        conn.pragma_update(None, "wal_autocheckpoint", 1_024)
             .map_err(engine)?;
-        conn.pragma_update(None, "cache_size", -16_384)
+        conn.pragma_update(None, "cache_size", -32_768)
             .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
 
@@ -484,12 +489,18 @@ impl Writer {
                             anonymous_id: event.anonymous_id,
                         };
                         if publish {
-                            let mut message = event.message;
-                            message.insert("seq".into(), seq.into());
+                            let message = if event.message.is_empty() {
+                                // Freed at append time, before this subscriber came.
+                                serde_json::from_str(&row.body).unwrap_or_default()
+                            } else {
+                                let mut message = event.message;
+                                message.insert("seq".into(), seq.into());
+                                serde_json::Value::Object(message)
+                            };
                             committed.push(StoredEvent {
                                 seq,
                                 write_key: row.write_key.clone(),
-                                message: message.into(),
+                                message,
                             });
                         }
                         fresh.push((fp, row.received_at_ms));
@@ -595,9 +606,16 @@ impl Indexer {
         let mut last_seq = stored_last_seq;
         let mut replayed = 0;
         let count = segments.len();
+        let firsts: Vec<u64> = segments.iter().map(|s| s.0).collect();
         for (i, (_, path)) in segments.into_iter().enumerate() {
-            let (frames, valid) =
-                log::read_segment(&path).map_err(|e| io_error("cannot read", &path, e))?;
+            if firsts
+                .get(i + 1)
+                .is_some_and(|next| *next <= self.applied_group + 1)
+            {
+                continue; // wholly in SQLite already
+            }
+            let (frames, valid) = log::read_segment(&path, self.applied_group)
+                .map_err(|e| io_error("cannot read", &path, e))?;
             let len = std::fs::metadata(&path)
                 .map_err(|e| io_error("cannot read", &path, e))?
                 .len();
@@ -659,7 +677,33 @@ impl Indexer {
             }
             self.index(jobs, shared);
         }
+        self.trim_at_exit();
         tracing::info!("Indexer stopped: every logged group is in SQLite.");
+    }
+
+    /// A completed checkpoint makes SQLite durable (it syncs the WAL and the database), so
+    /// the log segments it covers need not be replayed at the next start.
+    fn trim_at_exit(&mut self) {
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            });
+        match done {
+            Ok((0, log, checkpointed)) if log == checkpointed => {
+                if let Err(e) = log::delete_durable(&self.log_dir, self.applied_group) {
+                    tracing::warn!(error = %e, "Cannot delete log segments already in SQLite.");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Final checkpoint failed; the log is replayed at the next start.")
+            }
+        }
     }
 
     /// Applies jobs, retrying a failed transaction a few times; the log keeps them regardless.
@@ -723,7 +767,7 @@ impl Indexer {
             let mut deleted = Vec::new();
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body)
+                    "INSERT INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 let mut insert_failed = tx.prepare_cached(
@@ -826,6 +870,14 @@ impl super::Store for SqliteStore {
             let n = write.events.len().max(1) as u64;
             if let Some(why) = self.overload(n) {
                 return Err(StoreError::Overloaded(why));
+            }
+            let mut write = write;
+            // Without subscribers the parsed messages are not needed: freeing them here, on the
+            // request's thread, keeps that work off the single writer.
+            if !self.shared.bus.has_subscribers() {
+                for event in &mut write.events {
+                    drop(std::mem::take(&mut event.message));
+                }
             }
             let (reply, rx) = oneshot::channel();
             self.shared.queue_depth.fetch_add(n, Ordering::Relaxed);
