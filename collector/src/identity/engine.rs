@@ -291,7 +291,7 @@ impl Engine {
     }
 
     /// Applies one event; returns the stable ID of its link, or `None` if it has no identifiers.
-    pub fn apply(&mut self, e: &EventInput) -> Option<i64> {
+    pub fn apply(&mut self, e: &EventInput<'_>) -> Option<i64> {
         if e.ids.is_empty() {
             return None;
         }
@@ -1007,11 +1007,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ev(mid: &str, ts: &str, body: Value) -> EventInput {
+    fn ev(mid: &str, ts: &str, body: Value) -> EventInput<'static> {
         let mut m = body;
         m["messageId"] = json!(mid);
         m["timestamp"] = json!(format!("2026-11-23T10:00:{ts}.000Z"));
-        EventInput::from_message(&m, &IdentityConfig::default())
+        // Inputs borrow their message; a test's few messages live as long as the test binary.
+        let m: &'static Value = Box::leak(Box::new(m));
+        EventInput::from_message(m, &IdentityConfig::default())
     }
 
     fn uid(v: &str) -> Identifier {

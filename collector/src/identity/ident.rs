@@ -230,7 +230,14 @@ impl IdentityConfig {
         Some(Identifier { kind, value })
     }
 
+    /// Blocked values are stored lower-cased; most values are ASCII and compare without a copy.
     fn is_blocked(&self, value: &str) -> bool {
+        if value.is_ascii() {
+            return self
+                .blocked
+                .iter()
+                .any(|b| b.len() == value.len() && b.eq_ignore_ascii_case(value));
+        }
         let lower = value.to_lowercase();
         self.blocked.contains(&lower)
     }

@@ -2,6 +2,7 @@
 
 use super::ident::{IdType, Identifier, IdentityConfig};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Orders events deterministically: event timestamp, then message ID.
 pub type EventKey = (i64, String);
@@ -32,12 +33,13 @@ impl Rule {
     }
 }
 
-/// The parts of one event that identity resolution and profiles use.
+/// The parts of one event that identity resolution and profiles use, borrowed from the message
+/// so that applying an event copies only what a profile keeps.
 #[derive(Clone, Debug, PartialEq)]
-pub struct EventInput {
-    pub message_id: String,
-    pub kind: String,
-    pub event: Option<String>,
+pub struct EventInput<'a> {
+    pub message_id: Cow<'a, str>,
+    pub kind: &'a str,
+    pub event: Option<&'a str>,
     /// Milliseconds since the Unix epoch.
     pub ts: i64,
     /// Normalised identifiers, deduplicated, sorted.
@@ -47,20 +49,20 @@ pub struct EventInput {
     /// The store's `seq`, when the event came from the store (0 otherwise).
     pub seq: u64,
     pub rule: Rule,
-    /// Traits set by this event (identify traits, or `context.traits`).
-    pub traits: Map<String, Value>,
+    /// Traits set by this event (identify traits, then `context.traits` not set by those).
+    pub traits: Vec<(&'a str, &'a Value)>,
     pub revenue: Option<f64>,
-    pub order_id: Option<String>,
-    pub consent: Option<Map<String, Value>>,
-    pub referrer: Option<String>,
-    pub campaign: Option<Map<String, Value>>,
-    pub user_agent: Option<String>,
-    pub session: Option<String>,
+    pub order_id: Option<Cow<'a, str>>,
+    pub consent: Option<&'a Map<String, Value>>,
+    pub referrer: Option<&'a str>,
+    pub campaign: Option<&'a Map<String, Value>>,
+    pub user_agent: Option<&'a str>,
+    pub session: Option<Cow<'a, str>>,
 }
 
-impl EventInput {
+impl<'a> EventInput<'a> {
     pub fn key(&self) -> EventKey {
-        (self.ts, self.message_id.clone())
+        (self.ts, self.message_id.to_string())
     }
 
     /// Leaves out the identifiers `gone` says are gone; whether any remain.
@@ -75,14 +77,13 @@ impl EventInput {
     }
 
     pub fn is_order(&self) -> bool {
-        self.event.as_deref() == Some("Order Completed")
+        self.event == Some("Order Completed")
     }
 
     /// Extracts what identity needs from a normalised Segment message.
-    pub fn from_message(msg: &Value, config: &IdentityConfig) -> EventInput {
-        let s = text;
-        let kind = s(msg.get("type")).unwrap_or_default();
-        let event = s(msg.get("event"));
+    pub fn from_message(msg: &'a Value, config: &IdentityConfig) -> EventInput<'a> {
+        let kind = msg.get("type").and_then(Value::as_str).unwrap_or_default();
+        let event = msg.get("event").and_then(Value::as_str);
         let context = msg.get("context");
         let ctx = |k: &str| context.and_then(|c| c.get(k));
         let ts = msg
@@ -93,24 +94,29 @@ impl EventInput {
 
         let (ids, emails) = identifiers(msg, config);
         let store_key = store_key(msg, &ids, config);
-        let traits_obj = msg.get("traits").and_then(Value::as_object);
+        let traits_obj = msg
+            .get("traits")
+            .and_then(Value::as_object)
+            .filter(|_| kind == "identify");
         let ctx_traits = ctx("traits").and_then(Value::as_object);
         let props = msg.get("properties").and_then(Value::as_object);
 
-        let rule = match kind.as_str() {
+        let rule = match kind {
             "identify" => Rule::Identify,
             "alias" => Rule::Alias,
             _ if emails => Rule::EmailOnEvent,
             _ => Rule::Event,
         };
-        let mut traits = Map::new();
-        if let Some(t) = ctx_traits {
-            traits.extend(t.clone());
+        let mut traits: Vec<(&str, &Value)> = Vec::new();
+        if let Some(t) = traits_obj {
+            traits.extend(t.iter().map(|(k, v)| (k.as_str(), v)));
         }
-        if kind == "identify"
-            && let Some(t) = traits_obj
-        {
-            traits.extend(t.clone());
+        if let Some(t) = ctx_traits {
+            traits.extend(
+                t.iter()
+                    .filter(|(k, _)| traits_obj.is_none_or(|o| !o.contains_key(*k)))
+                    .map(|(k, v)| (k.as_str(), v)),
+            );
         }
         let num = |v: Option<&Value>| -> Option<f64> {
             match v? {
@@ -120,26 +126,25 @@ impl EventInput {
             }
         };
         let (revenue, order_id) = match props {
-            Some(p) if event.as_deref() == Some("Order Completed") => (
+            Some(p) if event == Some("Order Completed") => (
                 num(p.get("revenue")).or_else(|| num(p.get("total"))),
-                s(p.get("order_id")),
+                text(p.get("order_id")),
             ),
             _ => (None, None),
         };
         // A `Consent Updated` event states the new choice in its properties; every other event
         // carries the state it was sent under in its context.
         let consent = props
-            .filter(|_| event.as_deref() == Some("Consent Updated"))
+            .filter(|_| event == Some("Consent Updated"))
             .and_then(|p| p.get("categoryPreferences"))
             .or_else(|| ctx("consent").and_then(|c| c.get("categoryPreferences")))
-            .and_then(Value::as_object)
-            .cloned();
+            .and_then(Value::as_object);
         let session = ctx("session").and_then(|v| match v {
-            Value::Object(o) => s(o.get("id")),
-            other => s(Some(other)),
+            Value::Object(o) => text(o.get("id")),
+            other => text(Some(other)),
         });
         EventInput {
-            message_id: s(msg.get("messageId")).unwrap_or_default(),
+            message_id: text(msg.get("messageId")).unwrap_or_default(),
             kind,
             event,
             ts,
@@ -151,19 +156,22 @@ impl EventInput {
             revenue: revenue.filter(|r| r.is_finite()),
             order_id,
             consent,
-            referrer: s(ctx("page").and_then(|p| p.get("referrer"))).filter(|r| !r.is_empty()),
-            campaign: ctx("campaign").and_then(Value::as_object).cloned(),
-            user_agent: s(ctx("userAgent")),
+            referrer: ctx("page")
+                .and_then(|p| p.get("referrer"))
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty()),
+            campaign: ctx("campaign").and_then(Value::as_object),
+            user_agent: ctx("userAgent").and_then(Value::as_str),
             session,
         }
     }
 }
 
 /// A JSON string or number as text.
-fn text(v: Option<&Value>) -> Option<String> {
+fn text(v: Option<&Value>) -> Option<Cow<'_, str>> {
     match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }
@@ -250,9 +258,12 @@ pub fn identifiers_in(m: &Map<String, Value>, config: &IdentityConfig) -> (Vec<I
     visit_raw_identifiers(m, |kind, v| {
         emails |= kind == RawKind::Email;
         let Some(t) = raw_kind_type(kind) else { return };
-        if let Some(id) = text(Some(v)).and_then(|v| config.normalise(t, &v)) {
-            ids.push(id);
-        }
+        let id = match v {
+            Value::String(s) => config.normalise(t, s),
+            Value::Number(n) => config.normalise(t, &n.to_string()),
+            _ => None,
+        };
+        ids.extend(id);
     });
     ids.sort();
     ids.dedup();
@@ -417,6 +428,9 @@ mod tests {
         let e = EventInput::from_message(&msg, &IdentityConfig::default());
         let ids: Vec<String> = e.ids.iter().map(|i| i.to_string()).collect();
         assert_eq!(ids, ["email:x@y.z", "anonymous_id:a-2", "crm_id:C-1"]);
-        assert_eq!(e.traits.get("name"), Some(&json!("X")));
+        assert_eq!(
+            e.traits,
+            [("email", &json!("x@y.z")), ("name", &json!("X"))]
+        );
     }
 }

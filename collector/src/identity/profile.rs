@@ -48,24 +48,24 @@ fn span(a: &mut (i64, i64), first: i64, last: i64) {
 
 impl Aggregate {
     /// Adds one event; `key` is `e.key()`, computed once by the caller.
-    pub fn add(&mut self, e: &EventInput, key: &EventKey, interner: &mut ConsentInterner) {
+    pub fn add(&mut self, e: &EventInput<'_>, key: &EventKey, interner: &mut ConsentInterner) {
         self.first_seen = Some(self.first_seen.map_or(e.ts, |t| t.min(e.ts)));
         self.last_seen = Some(self.last_seen.map_or(e.ts, |t| t.max(e.ts)));
         self.event_count += 1;
         if e.kind == "page" {
             self.page_views += 1;
         }
-        if let Some(s) = e.session.as_ref().filter(|s| !self.sessions.contains(*s)) {
-            self.sessions.insert(s.clone());
+        if let Some(s) = e.session.as_deref().filter(|s| !self.sessions.contains(*s)) {
+            self.sessions.insert(s.to_string());
         }
         if e.is_order() {
-            let id = e.order_id.clone().unwrap_or_else(|| e.message_id.clone());
+            let id = e.order_id.as_deref().unwrap_or(&e.message_id).to_string();
             self.orders.insert(id, (e.ts, e.revenue.unwrap_or(0.0)));
         }
-        for (k, v) in &e.traits {
+        for &(k, v) in &e.traits {
             lww(&mut self.traits, k, key, || v.clone(), true);
         }
-        if let Some(r) = &e.referrer {
+        if let Some(r) = e.referrer {
             lww(
                 &mut self.first_touch,
                 "initial_referrer",
@@ -74,7 +74,7 @@ impl Aggregate {
                 false,
             );
         }
-        if let Some(c) = &e.campaign {
+        if let Some(c) = e.campaign {
             for (from, to) in [
                 ("source", "utm_source"),
                 ("name", "utm_campaign"),
@@ -87,15 +87,16 @@ impl Aggregate {
                 }
             }
         }
-        if let Some(c) = &e.consent {
+        if let Some(c) = e.consent {
             self.consent.insert(key.clone(), interner.intern(c));
         }
-        if let Some(ua) = &e.user_agent {
-            span(
-                self.devices.entry(ua.clone()).or_insert((e.ts, e.ts)),
-                e.ts,
-                e.ts,
-            );
+        if let Some(ua) = e.user_agent {
+            match self.devices.get_mut(ua) {
+                Some(seen) => span(seen, e.ts, e.ts),
+                None => {
+                    self.devices.insert(ua.to_string(), (e.ts, e.ts));
+                }
+            }
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Identity {
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Changed links that force a save sooner.
 const SAVE_DIRTY: usize = 50_000;
+/// Changed links that force a save while catching up with a backlog.
+const SAVE_DIRTY_BACKLOG: usize = 500_000;
 
 /// Erased identifiers, refused at ingest and left out of resolution.
 #[derive(Debug, Default)]
@@ -171,8 +173,16 @@ impl Identity {
             loop {
                 match rx.recv().await {
                     Ok(batch) => {
+                        // Whatever else has committed meanwhile goes under the same lock.
+                        let mut batches = vec![batch];
+                        while let Ok(more) = rx.try_recv() {
+                            batches.push(more);
+                        }
                         let me = Arc::clone(&me);
-                        let done = tokio::task::spawn_blocking(move || me.apply(&batch)).await;
+                        let done = tokio::task::spawn_blocking(move || {
+                            me.apply_batches(batches.iter().map(|b| &b[..]), false)
+                        })
+                        .await;
                         if let Ok(Err(e)) = done {
                             tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
                         }
@@ -190,13 +200,25 @@ impl Identity {
 
     /// Applies stored events (in `seq` order) not applied yet; saves the graph now and then.
     pub fn apply(&self, events: &[StoredEvent]) -> Result<(), IdentityError> {
+        self.apply_batches([events], false)
+    }
+
+    /// Applies batches under one lock. In a `backlog` (catching up with a large store) saves
+    /// wait until many links changed: a crash then replays from the store anyway, and saving
+    /// every second would rewrite the same links again and again.
+    fn apply_batches<'a>(
+        &self,
+        batches: impl IntoIterator<Item = &'a [StoredEvent]>,
+        backlog: bool,
+    ) -> Result<(), IdentityError> {
         let mut saved_at = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
         let applied = self.applied.load(Ordering::Acquire);
         let mut last = applied;
         let to_save = {
             let suppressed = self.suppressed.read().unwrap_or_else(|e| e.into_inner());
             let mut engine = self.engine.write().unwrap_or_else(|e| e.into_inner());
-            for e in events.iter().filter(|e| e.seq > applied) {
+            let events = batches.into_iter().flatten();
+            for e in events.filter(|e| e.seq > applied) {
                 last = last.max(e.seq);
                 let mut input = EventInput::from_message(&e.message, &self.config);
                 // Erased identifiers are no one's: an event that also names someone else (the
@@ -207,8 +229,12 @@ impl Identity {
                 engine.apply(&input);
             }
             self.applied.store(last, Ordering::Release);
-            let due = saved_at.elapsed() >= SAVE_EVERY || engine.dirty_count() >= SAVE_DIRTY;
-            (due && last > applied).then(|| engine.take_dirty())
+            let due = if backlog {
+                engine.dirty_count() >= SAVE_DIRTY_BACKLOG
+            } else {
+                saved_at.elapsed() >= SAVE_EVERY || engine.dirty_count() >= SAVE_DIRTY
+            };
+            (due && engine.dirty_count() > 0).then(|| engine.take_dirty())
         };
         if let Some(links) = to_save {
             *saved_at = Instant::now();
@@ -232,22 +258,39 @@ impl Identity {
 
     /// Catches up with everything the store has committed, so a read sees every acknowledged
     /// event.
+    /// A long backlog is read one page ahead of the one being applied.
     pub async fn sync(self: &Arc<Self>) -> Result<(), IdentityError> {
+        let read = |after: u64| {
+            let store = Arc::clone(&self.store);
+            tokio::spawn(async move { store.events_after(after, REPLAY_PAGE).await })
+        };
+        let mut next = read(self.applied.load(Ordering::Acquire));
+        let mut backlog = false;
         loop {
-            let after = self.applied.load(Ordering::Acquire);
-            let events = self.store.events_after(after, REPLAY_PAGE).await?;
-            if events.is_empty() {
-                return Ok(());
-            }
+            let events = next.await.expect("a store read does not panic")?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
             let full = events.len() == REPLAY_PAGE;
+            backlog |= full;
+            let ahead = full.then(|| read(last));
             let me = Arc::clone(self);
-            tokio::task::spawn_blocking(move || me.apply(&events))
+            tokio::task::spawn_blocking(move || me.apply_batches([&events[..]], full))
                 .await
                 .expect("identity apply does not panic")?;
-            if !full {
-                return Ok(());
+            match ahead {
+                Some(read) => next = read,
+                None => break,
             }
         }
+        if backlog {
+            // What the backlog left unsaved goes on the usual timer.
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || me.apply(&[]))
+                .await
+                .expect("identity apply does not panic")?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &IdentityConfig {
