@@ -126,8 +126,9 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             self.warnings.push(Warning::EventTooLarge(event.len()));
             return false;
         }
-        while self.queue.keys().len() >= self.config.max_queue.max(1) {
-            let oldest = self.queue.keys()[0].clone();
+        while self.queue.keys().len() >= self.config.max_queue.max(1)
+            && let Some(oldest) = self.queue.keys().first().cloned()
+        {
             self.queue.remove(&self.store, &oldest);
             self.warnings.push(Warning::QueueFull);
         }

@@ -178,13 +178,13 @@
   // Each takes the call time, then the caller's arguments in Segment's forms.
   var methods = {
     load: function (at, writeKey, options) {
-      if (typeof writeKey != "string" || !writeKey) throw Misuse("load", "writeKey", "a non-empty string");
+      if (typeof writeKey != "string" || !writeKey || /\n/.test(writeKey)) throw Misuse("load", "writeKey", "a non-empty string");
       var o = object("load", "options", options);
       var categories = o.categories || ["necessary", "analytics", "marketing", "personalization"];
       if (!Array.isArray(categories) || categories.some(function (c) { return typeof c != "string" || /[=,]/.test(c); }))
         throw Misuse("load", "options.categories", "an array of category names");
-      var failed = sdk.load(writeKey, (o.endpoint || origin).replace(/\/+$/, ""), o.consent || "opt-out",
-        categories.join(","), o.cookieDomain || "", o.flushAt || 0, o.flushInterval || 0,
+      var failed = sdk.load([writeKey, (o.endpoint || origin).replace(/\/+$/, ""), o.consent || "opt-out",
+        categories.join(","), o.cookieDomain || ""].join("\n"), o.flushAt || 0, o.flushInterval || 0,
         navigator.globalPrivacyControl === true);
       if (failed) throw new Error(failed);
       loaded = true;

@@ -72,27 +72,23 @@ fn ms(at: f64) -> u64 {
     if at > 0.0 { at as u64 } else { now() }
 }
 
-/// Starts the SDK. The loader has checked the argument types; what only Rust can judge comes
-/// back as a message naming the argument (empty when loaded), which the loader throws.
+/// Starts the SDK. `settings` is the write key, endpoint, consent mode, comma-separated
+/// categories and cookie domain, one a line (one string crosses the boundary, not five). The
+/// loader has checked the argument types; what only Rust can judge comes back as a message
+/// naming the argument (empty when loaded), which the loader throws.
 #[wasm_bindgen]
-#[allow(clippy::too_many_arguments)]
-pub fn load(
-    write_key: String,
-    endpoint: String,
-    consent: &str,
-    categories: &str,
-    cookie_domain: String,
-    flush_at: u32,
-    flush_interval_ms: u32,
-    gpc: bool,
-) -> String {
+pub fn load(settings: &str, flush_at: u32, flush_interval_ms: u32, gpc: bool) -> String {
+    let mut lines = settings.split('\n');
+    let mut next = || lines.next().unwrap_or("");
+    let (write_key, endpoint, consent, categories, cookie_domain) =
+        (next(), next(), next(), next(), next());
     if write_key.is_empty() {
         return "seam.load: `writeKey` must be a non-empty string".into();
     }
     let Some(mode) = Mode::parse(consent) else {
         return "seam.load: `options.consent` must be \"opt-in\" or \"opt-out\"".into();
     };
-    if SDK.0.borrow().is_some() {
+    if SDK.0.try_borrow().map_or(true, |s| s.is_some()) {
         return String::new();
     }
     let mut delivery = Config::default();
@@ -102,11 +98,11 @@ pub fn load(
     if flush_interval_ms > 0 {
         delivery.flush_interval_ms = u64::from(flush_interval_ms);
     }
-    let mut url = endpoint;
+    let mut url = String::from(endpoint);
     url.push_str("/v1/batch");
     let transport = Fetch { url };
     let settings = Settings {
-        write_key,
+        write_key: write_key.into(),
         mode,
         categories: categories
             .split(',')
@@ -120,18 +116,20 @@ pub fn load(
         settings,
         Local,
         Cookies {
-            domain: Some(cookie_domain).filter(|d| !d.is_empty()),
+            domain: Some(cookie_domain.into()).filter(|d: &String| !d.is_empty()),
         },
         transport,
         Browser,
         now(),
     );
-    *SDK.0.borrow_mut() = Some(Sdk {
-        t,
-        flush_waiters: Vec::new(),
-        timer_at: 0,
-        context: String::new(),
-    });
+    if let Ok(mut sdk) = SDK.0.try_borrow_mut() {
+        *sdk = Some(Sdk {
+            t,
+            flush_waiters: Vec::new(),
+            timer_at: 0,
+            context: String::new(),
+        });
+    }
     // Events an earlier page (or a closed tab) left in storage.
     pump();
     String::new()

@@ -48,16 +48,10 @@ extern "C" {
 pub fn load(consent: &str) -> JsValue {
     clear_site();
     let host = make_host();
-    let failed = seam_sdk::load(
-        "test-key".into(),
-        "https://collector.example".into(),
-        consent,
-        "necessary,analytics,marketing,personalization",
-        String::new(),
-        20,
-        2_000,
-        false,
+    let settings = format!(
+        "test-key\nhttps://collector.example\n{consent}\nnecessary,analytics,marketing,personalization\n"
     );
+    let failed = seam_sdk::load(&settings, 20, 2_000, false);
     assert_eq!(failed, "", "load");
     host
 }
