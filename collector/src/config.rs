@@ -1,6 +1,7 @@
 //! Typed configuration from one place: flags, their environment variables, and the optional
 //! TOML file of sources (write keys and the browser origins each may send from).
 
+use crate::client_ip::TrustedProxies;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,17 @@ pub struct Config {
     /// Store client IPs truncated (IPv4 to /24, IPv6 to /48) instead of whole.
     #[arg(long, env = "SEAM_TRUNCATE_IP")]
     pub truncate_ip: bool,
+    /// Proxies (CIDR blocks, comma-separated) whose `X-Forwarded-For` is believed: behind them
+    /// the client IP is the rightmost untrusted address of that header. Without any, the
+    /// socket's address is used, since visitors can forge the header. Also
+    /// `trusted_proxies = [...]` in the --config file.
+    #[arg(
+        long = "trusted-proxies",
+        env = "SEAM_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<String>,
     #[command(flatten)]
     pub identity: crate::identity::IdentityFlags,
 }
@@ -55,6 +67,7 @@ impl Config {
             sdk_dir: PathBuf::from("target/sdk"),
             site_dir: None,
             truncate_ip: false,
+            trusted_proxies: Vec::new(),
             identity: Default::default(),
         }
     }
@@ -83,6 +96,8 @@ pub enum ConfigError {
     AdminToken(String),
     #[error("storage: {0}")]
     Store(String),
+    #[error("--trusted-proxies: {0}")]
+    TrustedProxies(String),
     #[error("--identity-limit / --identity-blocked: {0}")]
     Identity(String),
 }
@@ -95,10 +110,11 @@ pub struct Source {
     pub allowed_origins: Vec<String>,
 }
 
-/// Write key → source.
+/// Write key → source, and the proxies whose `X-Forwarded-For` is believed (flags and file).
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     by_key: HashMap<String, Source>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(serde::Deserialize)]
@@ -106,6 +122,8 @@ pub struct Sources {
 struct FileConfig {
     #[serde(default)]
     sources: Vec<FileSource>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -134,6 +152,8 @@ impl Sources {
                 },
             );
         }
+        sources.trusted_proxies =
+            TrustedProxies::parse(&config.trusted_proxies).map_err(ConfigError::TrustedProxies)?;
         if let Some(path) = &config.config {
             sources.add_file(path)?;
         }
@@ -147,6 +167,9 @@ impl Sources {
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let file: FileConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let proxies = TrustedProxies::parse(&file.trusted_proxies)
+            .map_err(|e| err(format!("trusted_proxies: {e}")))?;
+        self.trusted_proxies.extend(proxies);
         for (i, s) in file.sources.into_iter().enumerate() {
             if s.write_key.trim().is_empty() {
                 return Err(err(format!("sources[{i}].write_key is empty")));
@@ -261,6 +284,17 @@ write_key = "wk-server"
         .unwrap();
         let err = Sources::load(&config).unwrap_err().to_string();
         assert!(err.contains("shop.example"), "{err}");
+
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n",
+        )
+        .unwrap();
+        let err = Sources::load(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("lb.internal"),
+            "{err}"
+        );
 
         config.config = Some(dir.0.join("missing.toml"));
         let err = Sources::load(&config).unwrap_err().to_string();

@@ -29,10 +29,17 @@ pub enum ApiError {
     /// 503 `unavailable`: the store cannot take writes now; clients retry. Cause is logged.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `overloaded` with `Retry-After`: the writer queue or the index lag is past its
+    /// bound; the message says which. Nothing of the request was stored.
+    #[error("{0}")]
+    Overloaded(String),
     /// 500 `internal`: the cause is logged, the body stays generic.
     #[error("{0}")]
     Internal(String),
 }
+
+/// What a 503 asks clients to wait: long enough for the writer and indexer to drain a burst.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -51,6 +58,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -63,7 +71,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +84,7 @@ impl From<crate::store::StoreError> for ApiError {
                 "invalid_cursor",
                 format!("cursor `{c}` is not one this server returned"),
             ),
+            crate::store::StoreError::Overloaded(why) => ApiError::Overloaded(why),
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -92,9 +101,19 @@ impl IntoResponse for ApiError {
                 tracing::warn!(cause = %cause, "Store unavailable.");
                 "storage is unavailable; retry later".to_string()
             }
+            ApiError::Overloaded(why) => {
+                format!("the collector is overloaded ({why}); retry after {RETRY_AFTER_SECS} s")
+            }
             other => other.to_string(),
         };
         let body = serde_json::json!({"code": self.code(), "message": message});
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }

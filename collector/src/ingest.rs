@@ -55,6 +55,11 @@ async fn ingest(state: AppState, request: Request, implied_type: Option<&'static
     state.metrics.observe(started.elapsed());
     match result {
         Ok(response) => response,
+        Err(e @ ApiError::Overloaded(_)) => {
+            Metrics::add(&state.metrics.requests_overloaded, 1);
+            tracing::debug!(error = %e, "Request refused: overloaded.");
+            e.into_response()
+        }
         Err(e) => {
             Metrics::add(&state.metrics.requests_refused, 1);
             tracing::debug!(code = e.code(), error = %e, "Request refused.");
@@ -75,6 +80,10 @@ async fn accept(
     let header_key = basic_write_key(headers)?;
     if let Some(key) = &header_key {
         source_for(state, key, headers)?;
+    }
+    // Refused before the body is read and parsed, so overload does not cost that work too.
+    if let Some(why) = state.store.overloaded() {
+        return Err(ApiError::Overloaded(why));
     }
     let raw = read_body(headers, body).await?;
     let text = std::str::from_utf8(&raw)
@@ -98,10 +107,11 @@ async fn accept(
         }
     };
 
-    let ip = parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let ip = state.sources.trusted_proxies.client_ip(peer, headers);
     let info = RequestInfo {
         received_at,
         received_text: message::format_time(received_at),

@@ -17,6 +17,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod identity;

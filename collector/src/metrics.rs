@@ -19,6 +19,8 @@ pub struct Metrics {
     pub suppressed: AtomicU64,
     /// Requests refused whole (401, 400, 413, …).
     pub requests_refused: AtomicU64,
+    /// Requests answered 503 `overloaded` (writer queue or index lag past its bound).
+    pub requests_overloaded: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -76,6 +78,11 @@ impl Metrics {
             "Ingestion requests refused whole (bad key, body or size).",
             &self.requests_refused,
         );
+        counter(
+            "seam_requests_overloaded_total",
+            "Ingestion requests answered 503 overloaded; the client retries after Retry-After.",
+            &self.requests_overloaded,
+        );
         let name = "seam_ingest_request_duration_seconds";
         let _ = writeln!(
             out,
@@ -101,6 +108,11 @@ impl Metrics {
             "seam_writer_queue_depth",
             "Events waiting for the store's writer.",
             store.queue_depth,
+        );
+        gauge(
+            "seam_index_lag_events",
+            "Events durable and acknowledged but not yet readable.",
+            store.index_lag,
         );
         gauge("seam_store_events", "Events in the store.", store.events);
         gauge(

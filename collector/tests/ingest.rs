@@ -598,3 +598,69 @@ async fn the_sdk_is_served_with_content_types_caching_and_cross_origin_access() 
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn past_the_index_lag_bound_requests_get_503_overloaded_with_retry_after() {
+    // A bound of zero lag: the store is past it from the start.
+    let collector = Collector::with_limits(seam_collector::store::sqlite::Limits {
+        max_queued_events: 50_000,
+        max_index_lag_events: 0,
+    });
+    let answer = collector
+        .post("/v1/batch", &json!({"batch": [track("m1", "u")]}))
+        .await;
+    let message = answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert!(message.contains("index"), "says which bound: {message}");
+    assert_eq!(
+        answer
+            .headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert_eq!(
+        collector.metric("seam_requests_overloaded_total").await,
+        1.0
+    );
+    assert_eq!(collector.metric("seam_requests_refused_total").await, 0.0);
+    assert!(
+        collector.events_of_user("u").await.is_empty(),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_ip_is_stored() {
+    let collector = Collector::with(|mut c| {
+        c.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c
+    });
+    // The visitor forged 1.1.1.1; the proxy appended the address it saw.
+    let answer = collector
+        .post_via(
+            "/v1/batch",
+            &json!({"batch": [track("m1", "u")]}),
+            "10.0.0.2:40000",
+            &["1.1.1.1, 203.0.113.5"],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let stored = collector.events_of_user("u").await;
+    assert_eq!(stored[0]["context"]["ip"], "203.0.113.5");
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_a_forged_forwarded_for_is_ignored() {
+    let collector = Collector::start();
+    let answer = collector
+        .post_via(
+            "/v1/batch",
+            &json!({"batch": [track("m1", "u")]}),
+            "198.51.100.7:40000",
+            &["1.1.1.1"],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let stored = collector.events_of_user("u").await;
+    assert_eq!(stored[0]["context"]["ip"], "198.51.100.7");
+}

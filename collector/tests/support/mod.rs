@@ -7,7 +7,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use seam_collector::store::conformance::TempDir;
-use seam_collector::{AppState, Config, app};
+use seam_collector::store::sqlite::{Limits, SqliteStore};
+use seam_collector::{AppState, Config, Sources, app};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +36,18 @@ impl Collector {
                 .with_admin_token(ADMIN_TOKEN),
         );
         let state = AppState::open(&config).expect("open collector");
+        Collector { state, dir }
+    }
+
+    /// A collector whose embedded store has the given bounds (overload tests).
+    pub fn with_limits(limits: Limits) -> Self {
+        let dir = TempDir::new("collector-test");
+        let config = Config::new(&dir.0)
+            .with_write_key(WRITE_KEY)
+            .with_admin_token(ADMIN_TOKEN);
+        let sources = Sources::load(&config).expect("sources");
+        let store = SqliteStore::open_with(&dir.0, limits).expect("open store");
+        let state = AppState::with_store(&config, sources, std::sync::Arc::new(store));
         Collector { state, dir }
     }
 
@@ -66,6 +79,22 @@ impl Collector {
                 .expect("request"),
         )
         .await
+    }
+
+    /// POSTs JSON as if it came over a socket from `peer` with these `X-Forwarded-For` values.
+    pub async fn post_via(&self, path: &str, body: &Value, peer: &str, xff: &[&str]) -> Answer {
+        let mut request = Request::post(path)
+            .header("authorization", basic(WRITE_KEY))
+            .header("content-type", "application/json");
+        for v in xff {
+            request = request.header("x-forwarded-for", *v);
+        }
+        let mut request = request.body(Body::from(body.to_string())).expect("request");
+        let peer: std::net::SocketAddr = peer.parse().expect("peer address");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        self.send(request).await
     }
 
     pub async fn admin_get(&self, path: &str) -> Answer {
