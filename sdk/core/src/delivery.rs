@@ -59,7 +59,8 @@ pub trait Transport {
 pub enum Warning {
     /// An event of this many bytes was not queued.
     EventTooLarge(usize),
-    /// The queue was full; the oldest event was dropped.
+    /// The queue was full; the oldest events are being dropped (once per run of drops: a page
+    /// tracking faster than the network takes would otherwise log on every call).
     QueueFull,
     /// Storage refused the event (quota); it was not queued.
     StorageRefused,
@@ -91,6 +92,8 @@ pub struct Delivery<S, T> {
     /// Events this tab queued since its last send, to trigger by count.
     unsent: usize,
     warnings: Vec<Warning>,
+    /// The last enqueue dropped the oldest event.
+    dropping: bool,
 }
 
 impl<S: Storage, T: Transport> Delivery<S, T> {
@@ -111,6 +114,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             flush_requested: false,
             unsent: 0,
             warnings: Vec::new(),
+            dropping: false,
         }
     }
 
@@ -126,12 +130,17 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             self.warnings.push(Warning::EventTooLarge(event.len()));
             return false;
         }
+        let mut dropped = false;
         while self.queue.keys().len() >= self.config.max_queue.max(1)
             && let Some(oldest) = self.queue.keys().first().cloned()
         {
             self.queue.remove(&self.store, &oldest);
+            dropped = true;
+        }
+        if dropped && !self.dropping {
             self.warnings.push(Warning::QueueFull);
         }
+        self.dropping = dropped;
         if !self.queue.push(&self.store, now, message_id, event) {
             self.warnings.push(Warning::StorageRefused);
             return false;

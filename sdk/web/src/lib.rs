@@ -294,7 +294,9 @@ impl Sdk {
         for w in self.t.delivery.take_warnings() {
             warn(match w {
                 Warning::EventTooLarge(_) => "seam: an event over 32 KB was dropped",
-                Warning::QueueFull => "seam: the event queue is full; the oldest event was dropped",
+                Warning::QueueFull => {
+                    "seam: the event queue is full; the oldest events are dropped"
+                }
                 Warning::StorageRefused => "seam: storage refused an event; it was dropped",
                 Warning::Rejected(..) => {
                     "seam: the collector rejected a batch (4xx); it was dropped"
