@@ -274,7 +274,9 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
 
     /// The page is being hidden (`unloading`: `pagehide`, it may never come back). Sends what
     /// is queued by one beacon under the beacon limit; events the beacon took leave storage.
-    /// On unload the request in flight (sent with keepalive) takes its events with it.
+    /// On unload the request in flight takes its events with it when it was sent with
+    /// keepalive; one too large for keepalive dies with the page, so its events are released
+    /// for the next page load to send at once rather than when this tab's lease runs out.
     pub fn on_page_hide(&mut self, now: u64, unloading: bool) {
         if !self.enabled {
             return;
@@ -285,12 +287,16 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             .inflight
             .as_mut()
             .filter(|f| unloading && !f.handed_off)
-            && body_len(&f.events, extra) <= beacon_bytes
         {
+            let keepalive = body_len(&f.events, extra) <= beacon_bytes;
             for e in &f.events {
-                self.queue.remove(&self.store, &e.key);
+                if keepalive {
+                    self.queue.remove(&self.store, &e.key);
+                } else {
+                    Queue::release(&self.store, &e.key);
+                }
             }
-            f.handed_off = true;
+            f.handed_off = keepalive;
         }
         if now < self.retry_at {
             // The collector asked us to wait; the next page load sends these.

@@ -240,6 +240,28 @@ fn a_beacon_stays_under_64_kb_and_the_rest_waits_for_the_next_page() {
 }
 
 #[test]
+fn a_batch_too_large_for_keepalive_in_flight_at_unload_is_sent_by_the_next_page_at_once() {
+    let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
+    let mut t = tab(&store, &net, "a");
+    enqueue_padded(&mut t, 3, 30);
+    t.request_flush();
+    t.poll(0);
+    assert!(!net.sent.borrow()[0].keepalive, "over 64 KB: no keepalive");
+    net.refuse_beacons.set(true);
+    t.on_page_hide(1, true);
+    drop(t);
+    let next_net = FakeNetwork::default();
+    let mut next = tab(&store, &next_net, "b");
+    next.request_flush();
+    next.poll(2);
+    assert_eq!(
+        take_sent(&next_net)[0].1,
+        ["m0", "m1", "m2"],
+        "not held back by the unloaded tab's lease"
+    );
+}
+
+#[test]
 fn two_tabs_do_not_send_the_same_stored_event() {
     let (store, net) = (MemoryStorage::default(), FakeNetwork::default());
     let mut a = tab(&store, &net, "a");
