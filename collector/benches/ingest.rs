@@ -6,8 +6,10 @@
 //! machine sending 50-event batches of about 20 KB with unique message IDs.
 //!
 //! Rows: the parse-only ceiling (same handler, a store that acknowledges without writing); the
-//! durable path (SQLite, fsync per group commit); and the whole collector as `seam serve` runs
-//! it, identity resolution following every commit.
+//! durable path (the embedded store: log fsync per group commit, SQLite indexed behind it); and
+//! the whole collector as `seam serve` runs it, identity resolution following every commit.
+//! `503` answers (overload) are counted apart and honoured like a client would: that connection
+//! waits `Retry-After`. `lag` is how many acknowledged events were not yet readable at the end.
 //!
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored before reading
 //! the collector's memory (default 1,000,000; the target is 10,000,000).
@@ -64,6 +66,7 @@ fn main() {
 }
 
 struct Row {
+    lag: u64,
     handler: &'static str,
     connections: usize,
     result: LoadResult,
@@ -96,9 +99,11 @@ async fn bench(phase: Duration, rss_events: u64) {
                 &counter,
             )
             .await;
+            let lag = server.metric("seam_index_lag_events").await;
             rows.push(Row {
+                lag,
                 handler: match engine {
-                    "sqlite" => "durable (SQLite, fsync)",
+                    "sqlite" => "durable (log fsync)",
                     "sqlite+identity" => "durable + identity",
                     _ => "parse-only (ceiling)",
                 },
@@ -110,10 +115,10 @@ async fn bench(phase: Duration, rss_events: u64) {
 
     println!();
     println!(
-        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | errors |"
+        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling |  503s | errors |     lag |"
     );
     println!(
-        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------:|"
+        "|-------------------------|------:|---------:|-------:|-------:|-----------:|------:|-------:|--------:|"
     );
     for row in &rows {
         let ceiling = rows
@@ -121,14 +126,16 @@ async fn bench(phase: Duration, rss_events: u64) {
             .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
             .map_or(1.0, |r| r.result.events_per_sec());
         println!(
-            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>6} |",
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>5} | {:>6} | {:>7} |",
             row.handler,
             row.connections,
             row.result.events_per_sec(),
             row.result.percentile(0.50),
             row.result.percentile(0.99),
             100.0 * row.result.events_per_sec() / ceiling,
+            row.result.overloaded,
             row.result.errors,
+            row.lag,
         );
     }
 
@@ -150,23 +157,16 @@ async fn bench(phase: Duration, rss_events: u64) {
     let stored = result.requests * EVENTS_PER_BATCH as u64;
     let rss = server.rss_kb();
     let hwm = server.peak_rss_kb();
-    let disk: u64 = std::fs::read_dir(&dir.0)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
+    let disk = dir_bytes(&dir.0);
     println!();
     println!(
-        "| stored events | load time s | events/s | RSS idle MB | RSS after MB | peak RSS MB | disk MB | errors |"
+        "| stored events | load time s | events/s | RSS idle MB | RSS after MB | peak RSS MB | disk MB |  503s | errors |"
     );
     println!(
-        "|--------------:|------------:|---------:|------------:|-------------:|------------:|--------:|-------:|"
+        "|--------------:|------------:|---------:|------------:|-------------:|------------:|--------:|------:|-------:|"
     );
     println!(
-        "| {:>13} | {:>11.1} | {:>8.0} | {:>11.1} | {:>12.1} | {:>11.1} | {:>7.0} | {:>6} |",
+        "| {:>13} | {:>11.1} | {:>8.0} | {:>11.1} | {:>12.1} | {:>11.1} | {:>7.0} | {:>5} | {:>6} |",
         stored,
         elapsed.as_secs_f64(),
         stored as f64 / elapsed.as_secs_f64(),
@@ -174,6 +174,7 @@ async fn bench(phase: Duration, rss_events: u64) {
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         disk as f64 / 1e6,
+        result.overloaded,
         result.errors
     );
     // Restart: time to rebuild the dedup index from the stored rows.
@@ -254,6 +255,8 @@ enum Stop {
 
 struct LoadResult {
     requests: u64,
+    /// 503 answers; that connection then waited `Retry-After`.
+    overloaded: u64,
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
@@ -307,7 +310,7 @@ async fn load(
         };
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let (mut ok, mut errors) = (0u64, 0u64);
+            let (mut ok, mut overloaded, mut errors) = (0u64, 0u64, 0u64);
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -324,35 +327,59 @@ async fn load(
                     .body(Full::new(template.request_body(n)))
                     .expect("request");
                 let t = Instant::now();
-                let good = match client.request(request).await {
+                let answer = match client.request(request).await {
                     Ok(response) => {
                         let status = response.status();
+                        let retry_after = response
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok());
                         let body = response.into_body().collect().await.map(|b| b.to_bytes());
-                        status == 200 && body.is_ok_and(|b| &b[..] == b"{\"success\":true}")
+                        if status == 503 {
+                            Answer::Overloaded(retry_after.unwrap_or(1))
+                        } else if status == 200
+                            && body.is_ok_and(|b| &b[..] == b"{\"success\":true}")
+                        {
+                            Answer::Stored
+                        } else {
+                            Answer::Failed
+                        }
                     }
-                    Err(_) => false,
+                    Err(_) => Answer::Failed,
                 };
-                if measuring {
-                    latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    if good {
+                let elapsed = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                match answer {
+                    Answer::Stored if measuring => {
+                        latencies.push(elapsed);
                         ok += 1;
-                    } else {
-                        errors += 1;
                     }
+                    Answer::Stored => {}
+                    Answer::Overloaded(secs) => {
+                        if measuring {
+                            overloaded += 1;
+                            // Not stored: the batch is sent again after the wait.
+                            sent.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
+                    }
+                    Answer::Failed => errors += u64::from(measuring),
                 }
             }
-            (ok, errors, latencies)
+            (ok, overloaded, errors, latencies)
         }));
     }
     let mut result = LoadResult {
         requests: 0,
+        overloaded: 0,
         errors: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
     };
     for task in tasks {
-        let (ok, errors, latencies) = task.await.expect("load task");
+        let (ok, overloaded, errors, latencies) = task.await.expect("load task");
         result.requests += ok;
+        result.overloaded += overloaded;
         result.errors += errors;
         result.latencies_us.extend(latencies);
     }
@@ -362,6 +389,28 @@ async fn load(
     };
     result.latencies_us.sort_unstable();
     result
+}
+
+enum Answer {
+    Stored,
+    /// 503 with this `Retry-After`.
+    Overloaded(u64),
+    Failed,
+}
+
+/// Bytes in a directory and its subdirectories (the store's database and its log).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// The collector in a child process.
@@ -401,6 +450,28 @@ impl Server {
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A figure from the collector's `/metrics` (0 when absent).
+    async fn metric(&self, name: &str) -> u64 {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let url: hyper::Uri = format!("http://{}/metrics", self.addr)
+            .parse()
+            .expect("uri");
+        let Ok(response) = client.get(url).await else {
+            return 0;
+        };
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
 
