@@ -53,11 +53,16 @@ pub fn build_sdk() -> Result<SizeReport, String> {
         .arg(&optimized))?;
     // Import and export names become one or two letters (wasm-bindgen's carry hashes); the
     // printed mapping is applied to the glue below. A pass of its own: under `--converge` it
-    // would run, and print, more than once.
+    // would run, and print, more than once. The `target_features` section, which wasm-opt
+    // needed until here and browsers never read, goes last (about 110 B gzip).
     let wasm_opt = bindgen_dir.join("seam_sdk_opt.wasm");
     let mapping = Command::new(install::npm_bin("wasm-opt"))
         .arg(&optimized)
-        .args(["--minify-imports-and-exports-and-modules", "-o"])
+        .args([
+            "--minify-imports-and-exports-and-modules",
+            "--strip-target-features",
+            "-o",
+        ])
         .arg(&wasm_opt)
         .output()
         .map_err(|e| format!("could not start wasm-opt: {e}"))?;
