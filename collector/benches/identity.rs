@@ -160,7 +160,16 @@ async fn ingest(resolution: bool, bodies: &[String]) -> (f64, f64) {
 /// CPU time this thread has used (Linux `/proc`, 10 ms ticks), so that the throughput figure
 /// does not depend on what else the shared machine runs.
 fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    cpu_of("/proc/thread-self/stat")
+}
+
+/// CPU time of the whole process (every thread), for phases that span threads.
+fn process_cpu() -> Duration {
+    cpu_of("/proc/self/stat")
+}
+
+fn cpu_of(stat: &str) -> Duration {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
@@ -273,7 +282,7 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     // The store's own replay read, the floor under identity's catch-up.
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), process_cpu());
     let (mut after, mut read) = (0, 0usize);
     loop {
         let page = runtime
@@ -285,17 +294,28 @@ fn main() {
     }
     assert_eq!(read, stored, "the store replays every event");
     let read_rate = stored as f64 / t.elapsed().as_secs_f64();
+    let read_cpu = (process_cpu() - cpu).as_secs_f64();
     rows.push((
         "store replay read alone (events_after)".into(),
         format!("{read_rate:.0} events/s"),
         String::new(),
     ));
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), process_cpu());
     let identity = Identity::open(&dir, config.clone(), store).expect("identity");
     runtime.block_on(identity.sync()).expect("catch up");
     rows.push((
         format!("catch-up from the store, {stored} events"),
         format!("{:.0} events/s", stored as f64 / t.elapsed().as_secs_f64()),
+        String::new(),
+    ));
+    let catch_cpu = (process_cpu() - cpu).as_secs_f64();
+    rows.push((
+        "  per CPU-second: read alone / catch-up".into(),
+        format!(
+            "{:.0} / {:.0}",
+            stored as f64 / read_cpu,
+            stored as f64 / catch_cpu
+        ),
         String::new(),
     ));
     identity.save().expect("save");
@@ -379,7 +399,7 @@ fn main() {
         .map(|b| json!({"writeKey": "wk_bench", "batch": b}).to_string())
         .collect();
     let mut best = [(f64::MAX, f64::MAX); 2];
-    for round in 0..4 {
+    for round in 0..6 {
         let on = round % 2 == 1;
         let (acked, caught_up) = runtime.block_on(ingest(on, &bodies));
         let b = &mut best[on as usize];
@@ -387,7 +407,7 @@ fn main() {
     }
     let rate = |secs: f64| n_ingest as f64 / secs;
     rows.push((
-        format!("ingest, resolution off ({n_ingest} events, best of 2)"),
+        format!("ingest, resolution off ({n_ingest} events, best of 3)"),
         format!("{:.0} events/s", rate(best[0].0)),
         String::new(),
     ));

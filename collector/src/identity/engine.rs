@@ -173,11 +173,17 @@ pub fn fnv(parts: &[&str]) -> u64 {
     h
 }
 
-/// Stable ID of a set of identifiers (the events table is keyed by it).
+/// Stable ID of a set of identifiers: [`fnv`] of their `type:value` forms, without making them.
 pub fn link_stable(ids: &[Identifier]) -> i64 {
-    let strs: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let refs: Vec<&str> = strs.iter().map(String::as_str).collect();
-    fnv(&refs) as i64
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for id in ids {
+        let bytes = id.kind.as_str().bytes().chain([b':']);
+        for b in bytes.chain(id.value.bytes()).chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h as i64
 }
 
 #[derive(Default)]
@@ -1027,6 +1033,15 @@ mod tests {
             kind: IdType::AnonymousId,
             value: v.into(),
         }
+    }
+
+    #[test]
+    fn link_ids_saved_by_earlier_versions_still_match() {
+        let ids = [uid("u-1"), anon("a-1")];
+        assert_eq!(
+            link_stable(&ids),
+            fnv(&["user_id:u-1", "anonymous_id:a-1"]) as i64
+        );
     }
 
     #[test]

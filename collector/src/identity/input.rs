@@ -93,7 +93,7 @@ impl<'a> EventInput<'a> {
             .unwrap_or(0);
 
         let (ids, emails) = identifiers(msg, config);
-        let store_key = store_key(msg, &ids, config);
+        let store_key = store_key(msg, &ids);
         let traits_obj = msg
             .get("traits")
             .and_then(Value::as_object)
@@ -273,14 +273,14 @@ pub fn identifiers_in(m: &Map<String, Value>, config: &IdentityConfig) -> (Vec<I
 /// The identifier the store files an event under (its `userId`, else its `anonymousId`), as an
 /// index into `ids`; `None` when that raw value is not itself an identifier (blocked, or changed
 /// by normalisation), so no identifier's store lookup finds the event by it.
-fn store_key(msg: &Value, ids: &[Identifier], config: &IdentityConfig) -> Option<usize> {
+fn store_key(msg: &Value, ids: &[Identifier]) -> Option<usize> {
     let (kind, raw) = match msg.get("userId") {
         Some(u) => (IdType::UserId, u),
         None => (IdType::AnonymousId, msg.get("anonymousId")?),
     };
+    // A raw value that normalises to something else, or to nothing, is not among `ids`.
     let raw = raw.as_str()?;
-    let id = config.normalise(kind, raw).filter(|id| id.value == raw)?;
-    ids.iter().position(|i| *i == id)
+    ids.iter().position(|i| i.kind == kind && i.value == raw)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
