@@ -161,6 +161,22 @@ pub struct ProfileRef {
     pub sort: String,
 }
 
+/// A link as saved in the identity view, read back by [`Engine::restore`].
+#[derive(Serialize)]
+struct SavedLink<'a, A: Serialize> {
+    ids: Vec<(&'a str, &'a str)>,
+    key: (i64, &'a str),
+    rule: &'static str,
+    agg: A,
+    /// [`Link::plain`].
+    p: bool,
+    /// [`Link::strays`], each node as its index in `ids` (-1: none).
+    st: Vec<(u64, i64)>,
+    /// [`Link::seed`] when it is not the link's own ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    o: Option<i64>,
+}
+
 /// Stable 64-bit FNV-1a, so link and profile IDs survive restarts and replays.
 pub fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -473,28 +489,33 @@ impl Engine {
             if !link.live {
                 continue;
             }
-            let ids: Vec<Value> = link
+            let ids: Vec<(&str, &str)> = link
                 .nodes
                 .iter()
                 .map(|n| {
                     let id = &self.nodes[*n as usize].id;
-                    json!([id.kind.as_str(), id.value])
+                    (id.kind.as_str(), id.value.as_str())
                 })
                 .collect();
-            let strays: Vec<Value> = link
+            let strays: Vec<(u64, i64)> = link
                 .strays
                 .iter()
                 .map(|(seq, n)| {
                     let at = link.nodes.iter().position(|m| m == n);
-                    json!([seq, at.map_or(-1, |i| i as i64)])
+                    (*seq, at.map_or(-1, |i| i as i64))
                 })
                 .collect();
-            let mut saved = json!({"ids": ids, "key": [link.key.0, link.key.1], "rule": link.rule.as_str(),
-                               "agg": link.agg.to_json(), "p": link.plain, "st": strays});
-            if link.seed != link.stable {
-                saved["o"] = json!(link.seed);
-            }
-            out.push((link.stable, saved.to_string()));
+            let saved = SavedLink {
+                ids,
+                key: (link.key.0, &link.key.1),
+                rule: link.rule.as_str(),
+                agg: link.agg.saved(),
+                p: link.plain,
+                st: strays,
+                o: (link.seed != link.stable).then_some(link.seed),
+            };
+            let saved = serde_json::to_string(&saved).expect("a link serialises");
+            out.push((link.stable, saved));
         }
         out
     }

@@ -4,6 +4,7 @@
 //! key, sums, minima, maxima), so a profile is the same whatever order its events arrived in.
 
 use super::input::{EventInput, EventKey, format_rfc3339};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -126,31 +127,13 @@ impl Aggregate {
         }
     }
 
-    /// The form kept in the identity view.
-    pub fn to_json(&self) -> Value {
-        let keyed = |m: &HashMap<String, (EventKey, Value)>| -> Value {
-            m.iter()
-                .map(|(k, ((t, id), v))| (k.clone(), json!([t, id, v])))
-                .collect::<Map<_, _>>()
-                .into()
-        };
-        // Every observation, not only this link's changes: another link of the same profile may
-        // interleave a different state.
-        let consent: Vec<Value> = self
-            .consent
-            .iter()
-            .map(|((t, id), c)| json!([t, id, **c]))
-            .collect();
-        json!({
-            "f": self.first_seen, "l": self.last_seen, "n": self.event_count, "pv": self.page_views,
-            "s": self.sessions,
-            "o": self.orders.iter().map(|(k, (t, r))| (k.clone(), json!([t, r]))).collect::<Map<_, _>>(),
-            "t": keyed(&self.traits), "ft": keyed(&self.first_touch), "c": consent,
-            "d": self.devices.iter().map(|(k, (f, l))| (k.clone(), json!([f, l]))).collect::<Map<_, _>>(),
-        })
+    /// The form kept in the identity view (read back by [`Aggregate::from_json`]), serialised
+    /// straight from the aggregate without building a JSON tree.
+    pub fn saved(&self) -> impl Serialize + '_ {
+        Saved(self)
     }
 
-    /// Reads [`Aggregate::to_json`]; parts that do not parse are left empty.
+    /// Reads [`Aggregate::saved`]; parts that do not parse are left empty.
     pub fn from_json(v: &Value, interner: &mut ConsentInterner) -> Aggregate {
         let obj = |k: &str| v.get(k).and_then(Value::as_object).into_iter().flatten();
         let key = |a: &Value| -> Option<EventKey> {
@@ -280,6 +263,58 @@ impl Aggregate {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// [`Aggregate::saved`]: `{"f", "l", "n", "pv", "s", "o", "t", "ft", "c", "d"}`.
+struct Saved<'a>(&'a Aggregate);
+
+/// A map or sequence written from an iterator, once.
+struct Collect<I>(std::cell::Cell<Option<I>>);
+
+impl<I, K, V> Serialize for Collect<I>
+where
+    I: Iterator<Item = (K, V)>,
+    K: Serialize,
+    V: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.take().into_iter().flatten())
+    }
+}
+
+fn collect<I>(i: I) -> Collect<I> {
+    Collect(std::cell::Cell::new(Some(i)))
+}
+
+/// Every consent observation, not only this link's changes: another link of the same profile
+/// may interleave a different state.
+struct Observations<'a>(&'a BTreeMap<EventKey, Arc<Map<String, Value>>>);
+
+impl Serialize for Observations<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|((t, id), c)| (t, id, &**c)))
+    }
+}
+
+impl<'a> Serialize for Saved<'a> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let keyed = |m: &'a HashMap<String, (EventKey, Value)>| {
+            collect(m.iter().map(|(k, ((t, id), v))| (k, (t, id, v))))
+        };
+        let mut m = s.serialize_map(Some(10))?;
+        m.serialize_entry("f", &a.first_seen)?;
+        m.serialize_entry("l", &a.last_seen)?;
+        m.serialize_entry("n", &a.event_count)?;
+        m.serialize_entry("pv", &a.page_views)?;
+        m.serialize_entry("s", &a.sessions)?;
+        m.serialize_entry("o", &collect(a.orders.iter()))?;
+        m.serialize_entry("t", &keyed(&a.traits))?;
+        m.serialize_entry("ft", &keyed(&a.first_touch))?;
+        m.serialize_entry("c", &Observations(&a.consent))?;
+        m.serialize_entry("d", &collect(a.devices.iter()))?;
+        m.end()
+    }
 }
 
 /// Consent states repeat on almost every event and there are few of them; keep one copy of each.

@@ -45,8 +45,9 @@ pub struct Identity {
     apply_lock: Mutex<Instant>,
 }
 
-/// How often changed links are saved; a crash replays at most this much from the store.
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How often changed links are saved: a crash replays at most this much from the store, and a
+/// link that changes again within it (an active visitor's) is written once.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Changed links that force a save sooner.
 const SAVE_DIRTY: usize = 50_000;
 /// Changed links that force a save while catching up with a backlog.
