@@ -9,8 +9,8 @@
 
 use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
 use super::input::{EventInput, EventKey, Rule, format_rfc3339};
-use super::profile::{Aggregate, ConsentInterner, Rfm, RfmTable};
-use serde::Serialize;
+use super::profile::{Aggregate, ConsentInterner, Rfm, RfmTable, SavedAggregate};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -175,6 +175,26 @@ struct SavedLink<'a, A: Serialize> {
     /// [`Link::seed`] when it is not the link's own ID.
     #[serde(skip_serializing_if = "Option::is_none")]
     o: Option<i64>,
+}
+
+/// [`SavedLink`] read back.
+#[derive(Deserialize)]
+struct LoadedLink {
+    ids: Vec<(String, String)>,
+    key: EventKey,
+    rule: String,
+    agg: SavedAggregate,
+    #[serde(default = "saved_before_strays")]
+    p: bool,
+    #[serde(default)]
+    st: Vec<(u64, i64)>,
+    #[serde(default)]
+    o: Option<i64>,
+}
+
+/// Links saved before strays were tracked: their events count as found by the store lookup.
+fn saved_before_strays() -> bool {
+    true
 }
 
 /// Stable 64-bit FNV-1a, so link and profile IDs survive restarts and replays.
@@ -422,23 +442,18 @@ impl Engine {
 
     /// Restores a link saved by [`Engine::take_dirty`]; call [`Engine::finish_restore`] after the
     /// last one.
-    pub fn restore(&mut self, saved: &Value) -> Option<()> {
+    pub fn restore(&mut self, saved: &str) -> Option<()> {
+        let saved: LoadedLink = serde_json::from_str(saved).ok()?;
         let ids: Vec<Identifier> = saved
-            .get("ids")?
-            .as_array()?
-            .iter()
-            .map(|pair| {
-                let kind = IdType::parse(pair.get(0)?.as_str()?).ok()?;
-                Some(Identifier {
-                    kind,
-                    value: pair.get(1)?.as_str()?.to_string(),
-                })
+            .ids
+            .into_iter()
+            .map(|(kind, value)| {
+                let kind = IdType::parse(&kind).ok()?;
+                Some(Identifier { kind, value })
             })
             .collect::<Option<_>>()?;
-        let key = saved.get("key")?;
-        let key = (key.get(0)?.as_i64()?, key.get(1)?.as_str()?.to_string());
-        let rule = Rule::parse(saved.get("rule")?.as_str()?)?;
-        let agg = Aggregate::from_json(saved.get("agg")?, &mut self.interner);
+        let rule = Rule::parse(&saved.rule)?;
+        let agg = saved.agg.into_aggregate(&mut self.interner);
         if ids.is_empty() || agg.event_count == 0 {
             return None;
         }
@@ -446,27 +461,26 @@ impl Engine {
         if self.link_index.contains_key(&nodes) {
             return None;
         }
-        let plain = saved.get("p").and_then(Value::as_bool).unwrap_or(true);
-        let mut strays = Vec::new();
-        for pair in saved
-            .get("st")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let seq = pair.get(0)?.as_u64()?;
-            let node = usize::try_from(pair.get(1)?.as_i64()?)
-                .ok()
-                .and_then(|i| ids.get(i))
-                .map_or(NO_NODE, |id| self.node_index[id]);
-            strays.push((seq, node));
-        }
-        let (l, _) = self.add_link(nodes, link_stable(&ids), key, rule, agg);
+        let strays = saved
+            .st
+            .iter()
+            .map(|&(seq, at)| {
+                let node = usize::try_from(at)
+                    .ok()
+                    .and_then(|i| ids.get(i))
+                    .map_or(NO_NODE, |id| self.node_index[id]);
+                (seq, node)
+            })
+            .collect();
+        // Saved in priority order; the link's ID hashes them in identifier order, as events do.
+        let mut sorted = ids;
+        sorted.sort();
+        let (l, _) = self.add_link(nodes, link_stable(&sorted), saved.key, rule, agg);
         let link = &mut self.links[l as usize];
-        if let Some(seed) = saved.get("o").and_then(Value::as_i64) {
+        if let Some(seed) = saved.o {
             link.seed = seed;
         }
-        link.plain = plain;
+        link.plain = saved.p;
         link.strays = strays;
         Some(())
     }
@@ -1266,7 +1280,6 @@ mod tests {
                 }
                 let mut b = Engine::new(config.clone());
                 for (_, saved) in a.take_dirty() {
-                    let saved: Value = serde_json::from_str(&saved).unwrap();
                     prop_assert!(b.restore(&saved).is_some());
                 }
                 b.finish_restore();

@@ -4,6 +4,7 @@
 //! key, sums, minima, maxima), so a profile is the same whatever order its events arrived in.
 
 use super::input::{EventInput, EventKey, format_rfc3339};
+use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -133,47 +134,6 @@ impl Aggregate {
         Saved(self)
     }
 
-    /// Reads [`Aggregate::saved`]; parts that do not parse are left empty.
-    pub fn from_json(v: &Value, interner: &mut ConsentInterner) -> Aggregate {
-        let obj = |k: &str| v.get(k).and_then(Value::as_object).into_iter().flatten();
-        let key = |a: &Value| -> Option<EventKey> {
-            Some((a.get(0)?.as_i64()?, a.get(1)?.as_str()?.to_string()))
-        };
-        let keyed = |k: &str| -> HashMap<String, (EventKey, Value)> {
-            obj(k)
-                .filter_map(|(name, a)| Some((name.clone(), (key(a)?, a.get(2)?.clone()))))
-                .collect()
-        };
-        Aggregate {
-            first_seen: v.get("f").and_then(Value::as_i64),
-            last_seen: v.get("l").and_then(Value::as_i64),
-            event_count: v.get("n").and_then(Value::as_u64).unwrap_or(0),
-            page_views: v.get("pv").and_then(Value::as_u64).unwrap_or(0),
-            sessions: v
-                .get("s")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-            orders: obj("o")
-                .filter_map(|(k, a)| Some((k.clone(), (a.get(0)?.as_i64()?, a.get(1)?.as_f64()?))))
-                .collect(),
-            traits: keyed("t"),
-            first_touch: keyed("ft"),
-            consent: v
-                .get("c")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|a| Some((key(a)?, interner.intern(a.get(2)?.as_object()?))))
-                .collect(),
-            devices: obj("d")
-                .filter_map(|(k, a)| Some((k.clone(), (a.get(0)?.as_i64()?, a.get(1)?.as_i64()?))))
-                .collect(),
-        }
-    }
-
     pub fn order_stats(&self) -> Option<OrderStats> {
         let last = self.orders.values().map(|o| o.0).max()?;
         Some(OrderStats {
@@ -263,6 +223,55 @@ impl Aggregate {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// [`Aggregate::saved`] read back.
+#[derive(Debug, Deserialize)]
+pub struct SavedAggregate {
+    f: Option<i64>,
+    l: Option<i64>,
+    #[serde(default)]
+    n: u64,
+    #[serde(default)]
+    pv: u64,
+    #[serde(default)]
+    s: BTreeSet<String>,
+    #[serde(default)]
+    o: BTreeMap<String, (i64, f64)>,
+    #[serde(default)]
+    t: HashMap<String, (i64, String, Value)>,
+    #[serde(default)]
+    ft: HashMap<String, (i64, String, Value)>,
+    #[serde(default)]
+    c: Vec<(i64, String, Map<String, Value>)>,
+    #[serde(default)]
+    d: HashMap<String, (i64, i64)>,
+}
+
+impl SavedAggregate {
+    pub fn into_aggregate(self, interner: &mut ConsentInterner) -> Aggregate {
+        let keyed = |m: HashMap<String, (i64, String, Value)>| {
+            m.into_iter()
+                .map(|(k, (t, id, v))| (k, ((t, id), v)))
+                .collect()
+        };
+        Aggregate {
+            first_seen: self.f,
+            last_seen: self.l,
+            event_count: self.n,
+            page_views: self.pv,
+            sessions: self.s,
+            orders: self.o,
+            traits: keyed(self.t),
+            first_touch: keyed(self.ft),
+            consent: self
+                .c
+                .into_iter()
+                .map(|(t, id, c)| ((t, id), interner.intern(&c)))
+                .collect(),
+            devices: self.d,
+        }
+    }
 }
 
 /// [`Aggregate::saved`]: `{"f", "l", "n", "pv", "s", "o", "t", "ft", "c", "d"}`.

@@ -126,9 +126,7 @@ impl Identity {
         let mut engine = Engine::new(config.clone());
         let mut unreadable = 0;
         db.for_each_link(|json| {
-            let restored = serde_json::from_str::<Value>(json)
-                .ok()
-                .and_then(|v| engine.restore(&v));
+            let restored = engine.restore(json);
             unreadable += usize::from(restored.is_none());
         })?;
         engine.finish_restore();
