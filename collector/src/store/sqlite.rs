@@ -38,6 +38,8 @@ const MAX_INDEX_EVENTS: usize = 50_000;
 const MAX_IDS_PER_QUERY: usize = 400;
 /// How often an indexer commit fsyncs, making the log segments before it deletable.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How often fingerprints older than the dedup window are deleted from SQLite.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a read waits for the indexer before it gives up with an error.
 const READ_WAIT: Duration = Duration::from_secs(10);
 
@@ -54,9 +56,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_anon ON events (anonymous_id) WHERE anonymous_id IS NOT NULL;
--- Receipt order: appended at the B-tree's right edge, and it covers the start-up dedup rebuild,
--- which then reads a few bytes per event instead of whole rows.
-CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at, dedup);
+-- Fingerprints of recent events for the start-up dedup rebuild, which then reads a few bytes
+-- per event instead of whole rows. A rowid table keyed by seq takes each insert at its right
+-- edge without a search (an index on (received_at, dedup) made indexing ~40% slower).
+-- Erasing events keeps their fingerprints, so a client retrying an erased message is still
+-- told it is a duplicate rather than storing it again.
+CREATE TABLE IF NOT EXISTS dedup (
+    seq INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    fingerprint INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failed (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
@@ -202,12 +211,14 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -32_768)
             .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
+        migrate_dedup_index(&conn).map_err(engine)?;
 
         let mut indexer = Indexer {
             conn,
             log_dir: log_dir.clone(),
             applied_group: 0,
             last_sync: Instant::now(),
+            last_prune: Instant::now(),
         };
         indexer.applied_group = meta(&indexer.conn, "applied_group")
             .map_err(engine)?
@@ -402,15 +413,34 @@ fn start_checkpointer(
     Ok((stop, handle))
 }
 
-/// Reads the fingerprints of the rows received within the dedup window back into memory,
-/// from the covering `events_by_received` index.
+/// Data dirs from before the `dedup` table had an index on `events (received_at, dedup)`:
+/// its recent fingerprints move to the table and the index goes.
+fn migrate_dedup_index(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let old: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_by_received'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if old {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             INSERT OR IGNORE INTO dedup (seq, received_at, fingerprint)
+                 SELECT seq, received_at, dedup FROM events WHERE received_at >= {};
+             DROP INDEX events_by_received;
+             COMMIT;",
+            now_ms() - dedup::WINDOW_MS
+        ))?;
+        tracing::info!("Moved the dedup fingerprints from an index to the dedup table.");
+    }
+    Ok(())
+}
+
+/// Reads the fingerprints of the events received within the dedup window back into memory.
 fn rebuild_dedup(conn: &Connection) -> Result<DedupIndex, StoreError> {
     let cutoff = now_ms() - dedup::WINDOW_MS;
     let mut index = DedupIndex::new();
     let mut stmt = conn
-        .prepare(
-            "SELECT dedup, received_at FROM events WHERE received_at >= ? ORDER BY received_at",
-        )
+        .prepare("SELECT fingerprint, received_at FROM dedup WHERE received_at >= ?")
         .map_err(engine)?;
     let mut rows = stmt.query([cutoff]).map_err(engine)?;
     while let Some(row) = rows.next().map_err(engine)? {
@@ -594,6 +624,7 @@ struct Indexer {
     log_dir: PathBuf,
     applied_group: u64,
     last_sync: Instant,
+    last_prune: Instant,
 }
 
 impl Indexer {
@@ -735,6 +766,16 @@ impl Indexer {
             }
             return;
         };
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
+            self.last_prune = Instant::now();
+            let cutoff = now_ms() - dedup::WINDOW_MS;
+            if let Err(e) = self
+                .conn
+                .execute("DELETE FROM dedup WHERE received_at < ?", [cutoff])
+            {
+                tracing::warn!(error = %e, "Cannot prune old dedup fingerprints; retried later.");
+            }
+        }
         if sync {
             self.last_sync = Instant::now();
             if let Err(e) = log::delete_durable(&self.log_dir, group) {
@@ -770,6 +811,9 @@ impl Indexer {
                     "INSERT INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
+                let mut insert_dedup = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO dedup (seq, received_at, fingerprint) VALUES (?1, ?2, ?3)",
+                )?;
                 let mut insert_failed = tx.prepare_cached(
                     "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
@@ -785,6 +829,11 @@ impl Indexer {
                                 e.user_id,
                                 e.anonymous_id,
                                 e.body,
+                            ])?;
+                            insert_dedup.execute(params![
+                                e.seq as i64,
+                                e.received_at_ms,
+                                e.fingerprint as i64
                             ])?;
                         }
                         Record::Failed(f) => {
@@ -1172,6 +1221,40 @@ mod tests {
             "dedup knows replayed events and seqs go on after them"
         );
         assert_eq!(store.stats().events, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_dir_from_before_the_dedup_table_still_recognises_retries() {
+        let dir = TempDir::new("sqlite-migrate");
+        {
+            let old = Connection::open(dir.0.join(DB_FILE)).expect("old db");
+            old.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, write_key TEXT NOT NULL,
+                    message_id TEXT NOT NULL, dedup INTEGER NOT NULL, received_at INTEGER NOT NULL,
+                    user_id TEXT, anonymous_id TEXT, body TEXT NOT NULL);
+                 CREATE INDEX events_by_received ON events (received_at, dedup);",
+            )
+            .expect("old schema");
+            let e = event("k", "before-upgrade", Some("u"), None);
+            old.execute(
+                "INSERT INTO events VALUES (1, 'k', 'before-upgrade', ?1, ?2, 'u', NULL, ?3)",
+                params![
+                    dedup::fingerprint("k", "before-upgrade") as i64,
+                    e.received_at_ms,
+                    e.json_with_seq(1)
+                ],
+            )
+            .expect("old row");
+        }
+        let store = SqliteStore::open(&dir.0).expect("open");
+        let again = store
+            .append(Write {
+                events: vec![event("k", "before-upgrade", Some("u"), None)],
+                failed: Vec::new(),
+            })
+            .await
+            .expect("append");
+        assert_eq!(again, [Appended::Duplicate]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
