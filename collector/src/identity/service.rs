@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Failures of the identity service; each becomes a 503/500 at the HTTP boundary.
 #[derive(Debug, thiserror::Error)]
@@ -172,18 +172,26 @@ impl Identity {
             loop {
                 match rx.recv().await {
                     Ok(batch) => {
-                        // Whatever else has committed meanwhile goes under the same lock.
+                        // Whatever else has committed meanwhile goes under the same lock, up
+                        // to a gap the channel dropped: the store fills that in, in order.
                         let mut batches = vec![batch];
-                        while let Ok(more) = rx.try_recv() {
-                            batches.push(more);
-                        }
-                        let me = Arc::clone(&me);
+                        let lagged = loop {
+                            match rx.try_recv() {
+                                Ok(more) => batches.push(more),
+                                Err(TryRecvError::Lagged(_)) => break true,
+                                Err(_) => break false,
+                            }
+                        };
+                        let applier = Arc::clone(&me);
                         let done = tokio::task::spawn_blocking(move || {
-                            me.apply_batches(batches.iter().map(|b| &b[..]), false)
+                            applier.apply_batches(batches.iter().map(|b| &b[..]), false)
                         })
                         .await;
                         if let Ok(Err(e)) = done {
                             tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
+                        }
+                        if lagged && let Err(e) = me.sync().await {
+                            tracing::warn!(error = %e, "Identity catch-up failed.");
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
