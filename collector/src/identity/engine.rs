@@ -1187,6 +1187,30 @@ mod tests {
         assert!(g.profile_json(&anon("b")).is_some());
     }
 
+    #[test]
+    fn erasing_the_first_person_on_a_shared_browser_keeps_the_second_without_its_id() {
+        let mut g = Engine::new(IdentityConfig::default());
+        for (mid, ts, user) in [("1", "01", "u1"), ("2", "02", "u2"), ("3", "03", "u2")] {
+            let body = json!({"type": "track", "event": "E", "anonymousId": "a", "userId": user});
+            g.apply(&ev(mid, ts, body));
+        }
+        let before = g.profile_id(&uid("u2")).unwrap();
+        let erased = g.erase(&uid("u1")).unwrap();
+        assert_eq!(erased.identifiers, vec![uid("u1"), anon("a")]);
+        assert_eq!(
+            g.profile_id(&uid("u2")).unwrap(),
+            before,
+            "u2 keeps its profile ID"
+        );
+        let p = g.profile_json(&uid("u2")).unwrap();
+        assert_eq!(p["computed"]["event_count"], 2);
+        assert_eq!(p["identities"].as_array().unwrap().len(), 1, "{p}");
+        // Its link is saved again under the identifiers its events keep.
+        let saved = g.take_dirty();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].0, link_stable(&[uid("u2")]));
+    }
+
     mod order_independence {
         use super::*;
         use proptest::prelude::*;
