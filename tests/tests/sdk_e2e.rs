@@ -226,6 +226,49 @@ async fn a_reload_in_the_middle_of_a_batch_loses_nothing_and_duplicates_nothing(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_closed_tab_left_behind_are_sent_by_the_tab_still_open() {
+    let s = setup().await;
+    // The first tab's batch is told to wait a minute, so closing it sends no beacon.
+    s.capture.reply([Reply::TooMany {
+        retry_after_secs: 60,
+    }]);
+    s.open("/sdk-blank.html").await;
+    let stays = s.browser.client.window().await.expect("window");
+    let closes = s.browser.client.new_window(true).await.expect("tab").handle;
+    s.browser
+        .client
+        .switch_to_window(closes)
+        .await
+        .expect("switch");
+    // This tab loaded after the first one listed storage: it learns of these only from the
+    // browser's `storage` events.
+    s.open("/sdk-blank.html").await;
+    s.js("for (let i = 0; i < 3; i++) seam.track('Left Behind', {i}); seam.flush();")
+        .await;
+    s.capture.wait_for_events(3, WAIT).await;
+    s.browser.client.close_window().await.expect("close tab");
+    s.browser
+        .client
+        .switch_to_window(stays)
+        .await
+        .expect("switch");
+    let all = s.capture.wait_for_events(6, WAIT).await;
+    let ids = message_ids(&all);
+    assert_eq!(ids.len(), 3, "{all:#?}");
+    assert!(
+        ids.values().all(|&n| n == 2),
+        "each refused once, then sent once by the open tab: {ids:?}"
+    );
+    s.browser
+        .wait_for_js(
+            "!Object.keys(localStorage).some(k => k.startsWith('seam.q.'))",
+            WAIT,
+        )
+        .await;
+    s.browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sends_are_retried_with_the_same_message_id_after_a_reload() {
     let s = setup().await;
     s.capture.reply([

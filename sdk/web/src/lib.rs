@@ -244,7 +244,8 @@ pub fn page_hide(unloading: bool) {
 }
 
 /// Another tab stored (`present`) or removed `key` in localStorage; an empty key means it was
-/// cleared.
+/// cleared. An event another tab stored is this tab's to send too, should that tab close
+/// before it does (leases keep them from both sending it).
 #[wasm_bindgen]
 pub fn stored(key: &str, present: bool) {
     with_sdk(|s| {
@@ -252,6 +253,10 @@ pub fn stored(key: &str, present: bool) {
             s.t.delivery.reload();
         } else {
             s.t.delivery.note(key, present);
+        }
+        if present && s.timer_at == 0 && s.t.delivery.enabled {
+            let wake = now() + s.t.delivery.config.flush_interval_ms;
+            s.wake_at(wake);
         }
     });
 }
