@@ -290,6 +290,7 @@ impl SqliteStore {
         let threads = vec![
             spawn("seam-writer", move || writer.run(rx))?,
             spawn("seam-indexer", move || {
+                lower_priority();
                 indexer.run(index_rx, &indexer_shared)
             })?,
         ];
@@ -393,6 +394,22 @@ impl Drop for SqliteStore {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10). The indexer and the checkpointer are
+/// off the acknowledgement path: when the two cores are busy, requests and the log writer go
+/// first, and a lagging index is bounded by [`Limits`] instead.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
+        // ID given to PRIO_PROCESS names that one thread.
+        let result =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if result != 0 {
+            tracing::debug!("Could not lower a background thread's priority.");
+        }
+    }
+}
+
 /// A thread that runs passive checkpoints (they never block the indexer) a few times a second,
 /// so copying WAL pages into the database is not the indexer's work. Stops when the sender is
 /// dropped.
@@ -402,6 +419,7 @@ fn start_checkpointer(
     let conn = Connection::open(path).map_err(engine)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = spawn("seam-checkpoint", move || {
+        lower_priority();
         while let Err(mpsc::RecvTimeoutError::Timeout) =
             stopped.recv_timeout(Duration::from_millis(250))
         {
