@@ -6,11 +6,15 @@
 //! `fdatasync`ed once per group; a frame cut short by a crash (a torn tail) fails its length or
 //! checksum and is truncated at start-up. Segments are named after the first group they hold
 //! (`00000000000000000042.seg`), so a whole segment can be deleted once every group in it is
-//! durable in SQLite.
+//! durable in SQLite. A deleted segment is kept as a spare (`*.spare`, at most [`MAX_SPARES`])
+//! and overwritten as the next segment: `fdatasync` over blocks already written needs no
+//! journal commit (measured here: 0.5 ms instead of 2 ms at the median). Its old frames are
+//! told apart by their group numbers, which must follow on from the segment's name. After an
+//! erasure, segments and spares are deleted outright, so erased events do not linger.
 
 use super::{FailedEvent, Identifiers};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write as _};
+use std::io::{self, Read, Seek, Write as _};
 use std::path::{Path, PathBuf};
 
 const MAGIC: u32 = 0x5345_414d;
@@ -20,6 +24,9 @@ const MAX_FRAME: usize = 1 << 30;
 /// A new segment starts once the current one passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const SUFFIX: &str = ".seg";
+const SPARE: &str = ".spare";
+/// Deleted segments kept for reuse.
+pub const MAX_SPARES: usize = 2;
 
 /// An event as it goes into SQLite: the columns, and the body with `seq` spliced in.
 #[derive(Clone, Debug, PartialEq)]
@@ -230,13 +237,25 @@ pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every whole frame of a segment, decoding the records of groups after `after` only.
-/// A frame that is cut short or fails its checksum ends the segment: the returned offset is
-/// where the valid part ends.
-pub fn read_segment(path: &Path, after: u64) -> io::Result<(Vec<Frame>, u64)> {
+/// What [`read_segment`] found.
+#[derive(Debug)]
+pub struct SegmentRead {
+    /// The frames of groups after the `after` given, in order.
+    pub frames: Vec<Frame>,
+    /// Where the valid part ends.
+    pub valid_len: u64,
+    /// The last whole group in the segment, if any.
+    pub last_group: Option<u64>,
+}
+
+/// Reads every whole frame of the segment whose first group is `first`, decoding the records of
+/// groups after `after` only. A frame that is cut short, fails its checksum, or does not carry
+/// the next group number (a reused segment's old frames) ends the segment.
+pub fn read_segment(path: &Path, first: u64, after: u64) -> io::Result<SegmentRead> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut frames = Vec::new();
+    let mut last_group = None;
     let mut at = 0usize;
     while data.len() - at >= HEADER {
         let word = |i: usize| u32::from_le_bytes(data[at + i..at + i + 4].try_into().expect("4"));
@@ -250,7 +269,12 @@ pub fn read_segment(path: &Path, after: u64) -> io::Result<(Vec<Frame>, u64)> {
         }
         let mut cursor = Cursor(payload);
         let Some(group) = cursor.u64() else { break };
+        let expected = last_group.map_or(first, |g: u64| g + 1);
+        if group != expected {
+            break;
+        }
         if group <= after {
+            last_group = Some(group);
             at += HEADER + len;
             continue;
         }
@@ -269,9 +293,25 @@ pub fn read_segment(path: &Path, after: u64) -> io::Result<(Vec<Frame>, u64)> {
             break;
         }
         frames.push(Frame { group, records });
+        last_group = Some(group);
         at += HEADER + len;
     }
-    Ok((frames, at as u64))
+    Ok(SegmentRead {
+        frames,
+        valid_len: at as u64,
+        last_group,
+    })
+}
+
+fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == &SPARE[1..]) {
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Cuts a segment at `len` (dropping a torn tail) and makes that durable.
@@ -293,14 +333,24 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts a fresh segment whose first group is `next_group`.
+    /// Starts the segment whose first group is `next_group`, reusing a spare if there is one.
     pub fn create(dir: &Path, next_group: u64) -> io::Result<Self> {
         let path = dir.join(segment_name(next_group));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)?;
+        let spare = match path.exists() {
+            true => None,
+            false => spares(dir)?.pop(),
+        };
+        let file = match spare {
+            Some(spare) => {
+                std::fs::rename(&spare, &path)?;
+                OpenOptions::new().write(true).open(&path)?
+            }
+            None => OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)?,
+        };
         sync_dir(dir)?;
         Ok(LogWriter {
             dir: dir.to_owned(),
@@ -322,7 +372,9 @@ impl LogWriter {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.file.set_len(self.len);
+                // The next frame must start where this one did, or the group check ends the
+                // segment before it.
+                let _ = self.file.seek(io::SeekFrom::Start(self.len));
                 Err(e)
             }
         }
@@ -340,15 +392,29 @@ impl LogWriter {
     }
 }
 
-/// Deletes the segments whose every group is at most `durable_group`; never the newest one.
-pub fn delete_durable(dir: &Path, durable_group: u64) -> io::Result<usize> {
+/// Retires the segments whose every group is at most `durable_group`, never the newest one:
+/// kept as spares up to [`MAX_SPARES`] when `reuse`, otherwise deleted together with every
+/// spare (after an erasure, no old bytes may stay).
+pub fn delete_durable(dir: &Path, durable_group: u64, reuse: bool) -> io::Result<usize> {
     let all = segments(dir)?;
+    let mut spare_count = spares(dir)?.len();
     let mut deleted = 0;
     for pair in all.windows(2) {
-        let (_, path) = &pair[0];
+        let (first, path) = &pair[0];
         let (next_first, _) = pair[1];
         if next_first > 0 && next_first - 1 <= durable_group {
-            std::fs::remove_file(path)?;
+            if reuse && spare_count < MAX_SPARES {
+                std::fs::rename(path, dir.join(format!("{first:020}{SPARE}")))?;
+                spare_count += 1;
+            } else {
+                std::fs::remove_file(path)?;
+            }
+            deleted += 1;
+        }
+    }
+    if !reuse {
+        for spare in spares(dir)? {
+            std::fs::remove_file(spare)?;
             deleted += 1;
         }
     }
@@ -410,11 +476,13 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&torn[..torn.len() - 3]).expect("write");
 
-        let (frames, valid) = read_segment(&path, 0).expect("read");
-        assert_eq!(frames.iter().map(|f| f.group).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(frames[1].records, sample());
+        let read = read_segment(&path, 1, 0).expect("read");
+        let groups: Vec<u64> = read.frames.iter().map(|f| f.group).collect();
+        assert_eq!(groups, [1, 2]);
+        assert_eq!(read.frames[1].records, sample());
+        assert_eq!(read.last_group, Some(2));
         assert_eq!(
-            valid, whole,
+            read.valid_len, whole,
             "the valid part ends where the torn frame starts"
         );
     }
@@ -431,9 +499,9 @@ mod tests {
         let last = data.len() - 2;
         data[last] ^= 0x20;
         std::fs::write(&path, data).expect("write");
-        let (frames, valid) = read_segment(&path, 0).expect("read");
-        assert!(frames.is_empty());
-        assert_eq!(valid, 0);
+        let read = read_segment(&path, 1, 0).expect("read");
+        assert!(read.frames.is_empty());
+        assert_eq!(read.valid_len, 0);
     }
 
     #[test]
@@ -443,14 +511,47 @@ mod tests {
         log.rotate(5).expect("rotate");
         log.rotate(9).expect("rotate");
         // Groups 1..=4 and 5..=8 are closed; 9.. is being written.
-        assert_eq!(delete_durable(&dir.0, 3).expect("delete"), 0);
-        assert_eq!(delete_durable(&dir.0, 6).expect("delete"), 1);
-        assert_eq!(delete_durable(&dir.0, 100).expect("delete"), 1);
+        assert_eq!(delete_durable(&dir.0, 3, true).expect("delete"), 0);
+        assert_eq!(delete_durable(&dir.0, 6, true).expect("delete"), 1);
+        assert_eq!(delete_durable(&dir.0, 100, true).expect("delete"), 1);
         let left: Vec<u64> = segments(&dir.0)
             .expect("list")
             .iter()
             .map(|s| s.0)
             .collect();
         assert_eq!(left, [9]);
+        assert_eq!(spares(&dir.0).expect("spares").len(), 2, "kept for reuse");
+        // Segment 10 reuses one spare; after an erasure nothing old stays: segment 9 and the
+        // other spare go.
+        log.rotate(10).expect("rotate");
+        assert_eq!(spares(&dir.0).expect("spares").len(), 1);
+        assert_eq!(delete_durable(&dir.0, 9, false).expect("delete"), 2);
+        assert_eq!(std::fs::read_dir(&dir.0).expect("dir").count(), 1);
+    }
+
+    #[test]
+    fn a_reused_segment_s_old_frames_are_not_read_as_new_ones() {
+        let dir = TempDir::new("log");
+        let mut log = LogWriter::create(&dir.0, 1).expect("create");
+        let frame = |group: u64| {
+            let mut f = FrameBuilder::new(group);
+            f.push(&sample()[0]);
+            f.finish()
+        };
+        for group in 1..=3 {
+            log.append(&frame(group)).expect("append");
+        }
+        log.rotate(4).expect("rotate");
+        log.append(&frame(4)).expect("append");
+        delete_durable(&dir.0, 3, true).expect("retire");
+        // Segment 5 reuses segment 1's file: one new frame over three old ones.
+        log.rotate(5).expect("rotate");
+        log.append(&frame(5)).expect("append");
+        let (first, path) = segments(&dir.0).expect("list").pop().expect("segment 5");
+        assert_eq!(first, 5);
+        let read = read_segment(&path, 5, 0).expect("read");
+        let groups: Vec<u64> = read.frames.iter().map(|f| f.group).collect();
+        assert_eq!(groups, [5], "groups 2 and 3 behind it are old");
+        assert!(std::fs::metadata(&path).expect("meta").len() > read.valid_len);
     }
 }

@@ -246,7 +246,7 @@ impl SqliteStore {
         let log = LogWriter::create(&log_dir, last_group + 1)
             .map_err(|e| io_error("cannot create a log segment in", &log_dir, e))?;
         // Everything replayed is durable in SQLite now: the older segments can go.
-        log::delete_durable(&log_dir, indexer.applied_group)
+        log::delete_durable(&log_dir, indexer.applied_group, true)
             .map_err(|e| io_error("cannot delete old log segments in", &log_dir, e))?;
 
         let events: u64 = indexer
@@ -654,7 +654,6 @@ impl Indexer {
         let mut last_group = self.applied_group;
         let mut last_seq = stored_last_seq;
         let mut replayed = 0;
-        let count = segments.len();
         let firsts: Vec<u64> = segments.iter().map(|s| s.0).collect();
         for (i, (_, path)) in segments.into_iter().enumerate() {
             if firsts
@@ -663,23 +662,30 @@ impl Indexer {
             {
                 continue; // wholly in SQLite already
             }
-            let (frames, valid) = log::read_segment(&path, self.applied_group)
+            let read = log::read_segment(&path, firsts[i], self.applied_group)
                 .map_err(|e| io_error("cannot read", &path, e))?;
             let len = std::fs::metadata(&path)
                 .map_err(|e| io_error("cannot read", &path, e))?
                 .len();
-            if valid < len {
-                if i + 1 < count {
+            if let Some(&next) = firsts.get(i + 1) {
+                // Only the newest segment can end in a torn write.
+                if read.last_group != Some(next - 1) {
                     return Err(StoreError::Engine(format!(
-                        "log segment {} is corrupt at byte {valid}; it is not the newest, so this is not a torn write: restore it or move it away",
-                        path.display()
+                        "log segment {} is corrupt at byte {}: its groups end at {:?} but the next segment starts at {next}; restore it or move it away",
+                        path.display(),
+                        read.valid_len,
+                        read.last_group
                     )));
                 }
-                tracing::warn!(path = %path.display(), at = valid, dropped_bytes = len - valid,
-                    "Torn log tail truncated: that write was never acknowledged.");
-                log::truncate(&path, valid).map_err(|e| io_error("cannot truncate", &path, e))?;
+            } else if read.valid_len < len {
+                // A torn write or a reused file's old frames: never acknowledged either way.
+                tracing::info!(path = %path.display(), at = read.valid_len,
+                    "Log tail after the last whole frame dropped.");
+                log::truncate(&path, read.valid_len)
+                    .map_err(|e| io_error("cannot truncate", &path, e))?;
             }
-            let jobs: Vec<IndexJob> = frames
+            let jobs: Vec<IndexJob> = read
+                .frames
                 .into_iter()
                 .filter(|f| f.group > self.applied_group)
                 .map(|f| {
@@ -744,7 +750,7 @@ impl Indexer {
             });
         match done {
             Ok((0, log, checkpointed)) if log == checkpointed => {
-                if let Err(e) = log::delete_durable(&self.log_dir, self.applied_group) {
+                if let Err(e) = log::delete_durable(&self.log_dir, self.applied_group, true) {
                     tracing::warn!(error = %e, "Cannot delete log segments already in SQLite.");
                 }
             }
@@ -796,7 +802,7 @@ impl Indexer {
         }
         if sync {
             self.last_sync = Instant::now();
-            if let Err(e) = log::delete_durable(&self.log_dir, group) {
+            if let Err(e) = log::delete_durable(&self.log_dir, group, !erases) {
                 tracing::warn!(error = %e, "Cannot delete log segments already in SQLite; retried after the next sync.");
             }
         }
@@ -1291,9 +1297,12 @@ mod tests {
             anonymous_ids: vec![],
         };
         assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
-        // The erased event's segment is gone once the erasure is durable; only the new one is left.
+        // The erased event's segment is gone once the erasure is durable; only the new one is
+        // left, and no spare keeps old bytes.
         let segments = log::segments(&dir.0.join(LOG_DIR)).expect("list");
         assert_eq!(segments.len(), 1, "{segments:?}");
+        let files = std::fs::read_dir(dir.0.join(LOG_DIR)).expect("dir").count();
+        assert_eq!(files, 1, "no spare segment after an erasure");
         let data = std::fs::read(&segments[0].1).expect("read");
         assert!(
             !String::from_utf8_lossy(&data).contains("gone"),
