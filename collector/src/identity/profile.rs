@@ -7,7 +7,7 @@ use super::input::{EventInput, EventKey, format_rfc3339};
 use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// What a set of events contributes to a profile.
@@ -17,13 +17,72 @@ pub struct Aggregate {
     pub last_seen: Option<i64>,
     pub event_count: u64,
     pub page_views: u64,
-    pub sessions: BTreeSet<String>,
+    pub sessions: VecMap<String, ()>,
     /// Order ID (or message ID when none) → (timestamp, revenue).
-    pub orders: BTreeMap<String, (i64, f64)>,
+    pub orders: VecMap<String, (i64, f64)>,
     pub traits: HashMap<String, (EventKey, Value)>,
     pub first_touch: HashMap<String, (EventKey, Value)>,
-    pub consent: BTreeMap<EventKey, Arc<Map<String, Value>>>,
+    pub consent: VecMap<EventKey, Arc<Map<String, Value>>>,
     pub devices: HashMap<String, (i64, i64)>,
+}
+
+/// A map kept as a sorted vector. A link holds a few sessions and orders and one consent
+/// observation per event, mostly arriving in key order; a B-tree's smallest node outweighs that.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VecMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
+
+impl<K: Ord, V> VecMap<K, V> {
+    /// Inserts or replaces; appending in key order costs no search.
+    pub fn insert(&mut self, k: K, v: V) {
+        if self.0.last().is_none_or(|(last, _)| *last < k) {
+            self.0.push((k, v));
+            return;
+        }
+        match self.0.binary_search_by(|(x, _)| x.cmp(&k)) {
+            Ok(i) => self.0[i].1 = v,
+            Err(i) => self.0.insert(i, (k, v)),
+        }
+    }
+
+    pub fn contains_key<Q: Ord + ?Sized>(&self, k: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.0.binary_search_by(|(x, _)| x.borrow().cmp(k)).is_ok()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Later duplicates replace earlier ones, as in a `BTreeMap`.
+impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut m = VecMap::default();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
 }
 
 /// Keeps the newest (or, for set-once values, the oldest) value of `k` by event key.
@@ -57,8 +116,12 @@ impl Aggregate {
         if e.kind == "page" {
             self.page_views += 1;
         }
-        if let Some(s) = e.session.as_deref().filter(|s| !self.sessions.contains(*s)) {
-            self.sessions.insert(s.to_string());
+        if let Some(s) = e
+            .session
+            .as_deref()
+            .filter(|s| !self.sessions.contains_key(*s))
+        {
+            self.sessions.insert(s.to_string(), ());
         }
         if e.is_order() {
             let id = e.order_id.as_deref().unwrap_or(&e.message_id).to_string();
@@ -110,8 +173,10 @@ impl Aggregate {
         self.last_seen = self.last_seen.max(o.last_seen);
         self.event_count += o.event_count;
         self.page_views += o.page_views;
-        self.sessions.extend(o.sessions.iter().cloned());
-        for (k, v) in &o.orders {
+        for (k, ()) in o.sessions.iter() {
+            self.sessions.insert(k.clone(), ());
+        }
+        for (k, v) in o.orders.iter() {
             self.orders.insert(k.clone(), *v);
         }
         for (k, (key, v)) in &o.traits {
@@ -120,7 +185,7 @@ impl Aggregate {
         for (k, (key, v)) in &o.first_touch {
             lww(&mut self.first_touch, k, key, || v.clone(), false);
         }
-        for (k, v) in &o.consent {
+        for (k, v) in o.consent.iter() {
             self.consent.insert(k.clone(), v.clone());
         }
         for (ua, (f, l)) in &o.devices {
@@ -190,7 +255,7 @@ impl Aggregate {
         let mut history = Vec::new();
         let mut prev: Option<&Arc<Map<String, Value>>> = None;
         let mut updated = None;
-        for ((ts, mid), c) in &self.consent {
+        for ((ts, mid), c) in self.consent.iter() {
             for (k, v) in c.iter() {
                 categories.insert(k, v);
             }
@@ -235,7 +300,7 @@ pub struct SavedAggregate {
     #[serde(default)]
     pv: u64,
     #[serde(default)]
-    s: BTreeSet<String>,
+    s: Vec<String>,
     #[serde(default)]
     o: BTreeMap<String, (i64, f64)>,
     #[serde(default)]
@@ -260,8 +325,8 @@ impl SavedAggregate {
             last_seen: self.l,
             event_count: self.n,
             page_views: self.pv,
-            sessions: self.s,
-            orders: self.o,
+            sessions: self.s.into_iter().map(|s| (s, ())).collect(),
+            orders: self.o.into_iter().collect(),
             traits: keyed(self.t),
             first_touch: keyed(self.ft),
             consent: self
@@ -297,7 +362,16 @@ fn collect<I>(i: I) -> Collect<I> {
 
 /// Every consent observation, not only this link's changes: another link of the same profile
 /// may interleave a different state.
-struct Observations<'a>(&'a BTreeMap<EventKey, Arc<Map<String, Value>>>);
+struct Observations<'a>(&'a VecMap<EventKey, Arc<Map<String, Value>>>);
+
+/// A set's members as a JSON array.
+struct Keys<'a, K>(&'a VecMap<K, ()>);
+
+impl<K: Ord + Serialize> Serialize for Keys<'_, K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, ())| k))
+    }
+}
 
 impl Serialize for Observations<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -316,7 +390,7 @@ impl<'a> Serialize for Saved<'a> {
         m.serialize_entry("l", &a.last_seen)?;
         m.serialize_entry("n", &a.event_count)?;
         m.serialize_entry("pv", &a.page_views)?;
-        m.serialize_entry("s", &a.sessions)?;
+        m.serialize_entry("s", &Keys(&a.sessions))?;
         m.serialize_entry("o", &collect(a.orders.iter()))?;
         m.serialize_entry("t", &keyed(&a.traits))?;
         m.serialize_entry("ft", &keyed(&a.first_touch))?;
