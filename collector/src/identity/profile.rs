@@ -20,10 +20,10 @@ pub struct Aggregate {
     pub sessions: VecMap<String, ()>,
     /// Order ID (or message ID when none) → (timestamp, revenue).
     pub orders: VecMap<String, (i64, f64)>,
-    pub traits: HashMap<String, (EventKey, Value)>,
-    pub first_touch: HashMap<String, (EventKey, Value)>,
+    pub traits: VecMap<String, (EventKey, Value)>,
+    pub first_touch: VecMap<String, (EventKey, Value)>,
     pub consent: VecMap<EventKey, Arc<Map<String, Value>>>,
-    pub devices: HashMap<String, (i64, i64)>,
+    pub devices: VecMap<String, (i64, i64)>,
 }
 
 /// A map kept as a sorted vector. A link holds a few sessions and orders and one consent
@@ -40,6 +40,8 @@ impl<K, V> Default for VecMap<K, V> {
 impl<K: Ord, V> VecMap<K, V> {
     /// Inserts or replaces; appending in key order costs no search.
     pub fn insert(&mut self, k: K, v: V) {
+        // Most hold one entry: the first takes one slot, not the usual four.
+        self.0.reserve_exact(usize::from(self.0.capacity() == 0));
         if self.0.last().is_none_or(|(last, _)| *last < k) {
             self.0.push((k, v));
             return;
@@ -55,6 +57,14 @@ impl<K: Ord, V> VecMap<K, V> {
         K: std::borrow::Borrow<Q>,
     {
         self.0.binary_search_by(|(x, _)| x.borrow().cmp(k)).is_ok()
+    }
+
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        let i = self.0.binary_search_by(|(x, _)| x.borrow().cmp(k)).ok()?;
+        Some(&mut self.0[i].1)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
@@ -87,7 +97,7 @@ impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
 
 /// Keeps the newest (or, for set-once values, the oldest) value of `k` by event key.
 fn lww(
-    map: &mut HashMap<String, (EventKey, Value)>,
+    map: &mut VecMap<String, (EventKey, Value)>,
     k: &str,
     key: &EventKey,
     v: impl FnOnce() -> Value,
@@ -179,17 +189,20 @@ impl Aggregate {
         for (k, v) in o.orders.iter() {
             self.orders.insert(k.clone(), *v);
         }
-        for (k, (key, v)) in &o.traits {
+        for (k, (key, v)) in o.traits.iter() {
             lww(&mut self.traits, k, key, || v.clone(), true);
         }
-        for (k, (key, v)) in &o.first_touch {
+        for (k, (key, v)) in o.first_touch.iter() {
             lww(&mut self.first_touch, k, key, || v.clone(), false);
         }
         for (k, v) in o.consent.iter() {
             self.consent.insert(k.clone(), v.clone());
         }
-        for (ua, (f, l)) in &o.devices {
-            span(self.devices.entry(ua.clone()).or_insert((*f, *l)), *f, *l);
+        for (ua, &(f, l)) in o.devices.iter() {
+            match self.devices.get_mut(ua) {
+                Some(seen) => span(seen, f, l),
+                None => self.devices.insert(ua.clone(), (f, l)),
+            }
         }
     }
 
@@ -334,7 +347,7 @@ impl SavedAggregate {
                 .into_iter()
                 .map(|(t, id, c)| ((t, id), interner.intern(&c)))
                 .collect(),
-            devices: self.d,
+            devices: self.d.into_iter().collect(),
         }
     }
 }
@@ -382,7 +395,7 @@ impl Serialize for Observations<'_> {
 impl<'a> Serialize for Saved<'a> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let a = self.0;
-        let keyed = |m: &'a HashMap<String, (EventKey, Value)>| {
+        let keyed = |m: &'a VecMap<String, (EventKey, Value)>| {
             collect(m.iter().map(|(k, ((t, id), v))| (k, (t, id, v))))
         };
         let mut m = s.serialize_map(Some(10))?;
