@@ -7,7 +7,7 @@
 
 use seam_collector::identity::{Engine, EventInput, IdType, Identifier, Identity, IdentityConfig};
 use seam_collector::store::sqlite::SqliteStore;
-use seam_collector::store::{NewEvent, Store, Write};
+use seam_collector::store::{NewEvent, Store, StoreError, Write};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,12 +134,19 @@ async fn ingest(resolution: bool, bodies: &[String]) -> (f64, f64) {
             let mine: Vec<String> = bodies.iter().skip(k).step_by(4).cloned().collect();
             tokio::spawn(async move {
                 for body in mine {
-                    let req = Request::post("/v1/batch")
-                        .header("content-type", "application/json")
-                        .body(Body::from(body))
-                        .expect("request");
-                    let resp = app.clone().oneshot(req).await.expect("response");
-                    assert_eq!(resp.status(), StatusCode::OK);
+                    // A collector that is behind answers 503: wait and send again, as SDKs do.
+                    loop {
+                        let req = Request::post("/v1/batch")
+                            .header("content-type", "application/json")
+                            .body(Body::from(body.clone()))
+                            .expect("request");
+                        let resp = app.clone().oneshot(req).await.expect("response");
+                        if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
+                            assert_eq!(resp.status(), StatusCode::OK);
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
             })
         })
@@ -274,7 +281,11 @@ fn main() {
                 failed: Vec::new(),
             };
             stored += chunk.len();
-            runtime.block_on(store.append(write)).expect("append");
+            // The store refuses appends while its index is far behind; loading waits for it.
+            while let Err(e) = runtime.block_on(store.append(write.clone())) {
+                assert!(matches!(e, StoreError::Overloaded(_)), "append: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
     eprintln!(
