@@ -12,7 +12,9 @@
 //! Reads wait (bounded) until the indexer has reached the last group acknowledged when they
 //! were called, so a write is readable once acknowledged. Subscribers get each group after it is
 //! in SQLite. Erasure is a logged record too, so it applies after every earlier append. Past
-//! [`Limits`] (writer queue, index lag) appends are refused with [`StoreError::Overloaded`].
+//! the index-lag bound of [`Limits`] appends wait for the indexer (up to a bound, then
+//! [`StoreError::Overloaded`]); past the writer-queue bound, waiting ones included, they are
+//! refused at once.
 
 use super::dedup::{self, DedupIndex};
 use super::log::{self, EventRow, FrameBuilder, LogWriter, Record};
@@ -40,6 +42,8 @@ const MAX_IDS_PER_QUERY: usize = 400;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often fingerprints older than the dedup window are deleted from SQLite.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long a write waits for the index to come back under its lag bound before a 503.
+const LAG_WAIT: Duration = Duration::from_secs(2);
 /// How long a read waits for the indexer before it gives up with an error.
 const READ_WAIT: Duration = Duration::from_secs(10);
 
@@ -82,9 +86,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 /// Bounds that keep memory and read latency finite under overload.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Events waiting for the writer past which appends are refused.
+    /// Events waiting for the writer (or for the index to catch up) past which appends are
+    /// refused at once.
     pub max_queued_events: u64,
-    /// Events acknowledged but not yet in SQLite past which appends are refused.
+    /// Events acknowledged but not yet in SQLite past which appends wait for the indexer, and
+    /// are refused if it does not catch up within two seconds.
     pub max_index_lag_events: u64,
 }
 
@@ -325,17 +331,35 @@ impl SqliteStore {
 
     /// Why a write of `n` events would be refused now, if it would.
     fn overload(&self, n: u64) -> Option<String> {
+        let queued = self.shared.queue_depth.load(Ordering::Relaxed);
+        (queued > 0 && queued + n > self.shared.limits.max_queued_events)
+            .then(|| format!("{queued} events are waiting for the writer"))
+    }
+
+    fn index_lag(&self) -> u64 {
         let s = &self.shared;
-        let queued = s.queue_depth.load(Ordering::Relaxed);
-        if queued > 0 && queued + n > s.limits.max_queued_events {
-            return Some(format!("{queued} events are waiting for the writer"));
-        }
-        let lag = s
-            .acked_seq
+        s.acked_seq
             .load(Ordering::Relaxed)
-            .saturating_sub(s.indexed_seq.load(Ordering::Relaxed));
-        (lag >= s.limits.max_index_lag_events)
-            .then(|| format!("the index is {lag} events behind the log"))
+            .saturating_sub(s.indexed_seq.load(Ordering::Relaxed))
+    }
+
+    /// Holds a write while the index is past its lag bound, so a burst slows to the indexer's
+    /// pace instead of being refused; refused only if the index does not catch up in time.
+    async fn index_room(&self) -> Result<(), StoreError> {
+        let max = self.shared.limits.max_index_lag_events;
+        if self.index_lag() < max {
+            return Ok(());
+        }
+        let mut indexed = self.shared.indexed_group.subscribe();
+        let caught_up = indexed.wait_for(|_| self.index_lag() < max);
+        match tokio::time::timeout(LAG_WAIT, caught_up).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Overloaded(format!(
+                "the index is {} events behind the log",
+                self.index_lag()
+            ))),
+        }
     }
 
     /// Waits until the indexer has reached every group acknowledged before the call.
@@ -953,7 +977,12 @@ impl super::Store for SqliteStore {
                 }
             }
             let (reply, rx) = oneshot::channel();
+            // Counted as queued while it waits for room, so the queue bound covers waiters too.
             self.shared.queue_depth.fetch_add(n, Ordering::Relaxed);
+            if let Err(e) = self.index_room().await {
+                self.shared.queue_depth.fetch_sub(n, Ordering::Relaxed);
+                return Err(e);
+            }
             if let Err(e) = self.send(Command::Append { write, reply }) {
                 self.shared.queue_depth.fetch_sub(n, Ordering::Relaxed);
                 return Err(e);
@@ -1130,10 +1159,7 @@ impl super::Store for SqliteStore {
         let s = &self.shared;
         StoreStats {
             queue_depth: s.queue_depth.load(Ordering::Relaxed),
-            index_lag: s
-                .acked_seq
-                .load(Ordering::Relaxed)
-                .saturating_sub(s.indexed_seq.load(Ordering::Relaxed)),
+            index_lag: self.index_lag(),
             events: s.events.load(Ordering::Relaxed),
             bytes: file("") + file("-wal") + log_bytes,
         }
