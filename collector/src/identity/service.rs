@@ -8,7 +8,8 @@ use super::ident::{IdType, Identifier, IdentifierJson, IdentityConfig};
 use super::input::visit_raw_identifiers;
 use super::input::{EventInput, RawKind, format_rfc3339, identifiers, identifiers_in};
 use crate::admission::Admission;
-use crate::store::{Identifiers, PageRequest, Store, StoredEvent, parse_seq_cursor, seq_cursor};
+use crate::store::{CommittedBatch, Identifiers, PageRequest, Store, StoredEvent};
+use crate::store::{parse_seq_cursor, seq_cursor};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -165,6 +166,7 @@ impl Identity {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let me = Arc::clone(self);
         let mut rx = self.store.subscribe();
+        let applier = self.start_applier();
         Some(handle.spawn(async move {
             if let Err(e) = me.sync().await {
                 tracing::warn!(error = %e, "Identity catch-up failed; retried on the next read.");
@@ -182,13 +184,8 @@ impl Identity {
                                 Err(_) => break false,
                             }
                         };
-                        let applier = Arc::clone(&me);
-                        let done = tokio::task::spawn_blocking(move || {
-                            applier.apply_batches(batches.iter().map(|b| &b[..]), false)
-                        })
-                        .await;
-                        if let Ok(Err(e)) = done {
-                            tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
+                        if applier.send(batches).is_err() {
+                            break;
                         }
                         if lagged && let Err(e) = me.sync().await {
                             tracing::warn!(error = %e, "Identity catch-up failed.");
@@ -203,6 +200,29 @@ impl Identity {
                 }
             }
         }))
+    }
+
+    /// The thread that applies live commits, at a lower CPU priority: the view is derived and
+    /// reads catch up on demand, so on busy cores acknowledging events goes first. Ends when the
+    /// sender is dropped.
+    fn start_applier(self: &Arc<Self>) -> std::sync::mpsc::Sender<Vec<CommittedBatch>> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<CommittedBatch>>();
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("seam-identity".into())
+            .spawn(move || {
+                lower_priority();
+                while let Ok(batches) = rx.recv() {
+                    if let Err(e) = me.apply_batches(batches.iter().map(|b| &b[..]), false) {
+                        tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread live commits are not applied; reads still catch up on demand.
+            tracing::error!(error = %e, "Could not start the identity thread.");
+        }
+        tx
     }
 
     /// Applies stored events (in `seq` order) not applied yet; saves the graph now and then.
@@ -549,5 +569,19 @@ impl Admission for Identity {
             .into_iter()
             .chain(prev_ids)
             .any(|i| sup.contains(&i))
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
+        // ID given to PRIO_PROCESS names that one thread.
+        let result =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if result != 0 {
+            tracing::debug!("Could not lower the identity thread's priority.");
+        }
     }
 }
