@@ -52,6 +52,7 @@ async fn events(
     let ids = Identifiers {
         user_ids: q.user_id.into_iter().collect(),
         anonymous_ids: q.anonymous_id.into_iter().collect(),
+        ..Default::default()
     };
     if ids.is_empty() {
         return Err(ApiError::bad_request(

@@ -102,9 +102,6 @@ pub struct Receipt {
     pub receipt_id: String,
     pub profile_id: String,
     pub deleted_events: u64,
-    /// The person's events the store could not delete (filed under someone else's identifier
-    /// or none); normally 0.
-    pub undeleted_events: u64,
     pub deleted_identities: usize,
     pub suppressed: Vec<IdentifierJson>,
     pub at: String,
@@ -370,6 +367,7 @@ impl Identity {
         let targets = Identifiers {
             user_ids: plan.user_ids.clone(),
             anonymous_ids: plan.anonymous_ids.clone(),
+            ..Default::default()
         };
         // The newest `limit + 1` of the profile's events the store finds below `before`, or all
         // of them; `floor` is the seq down to which that is complete.
@@ -458,7 +456,11 @@ impl Identity {
         })
         .await
         .expect("identity erase does not panic")?;
-        let mut targets = Identifiers::default();
+        // Events filed under someone else's identifier, or none, are named by seq.
+        let mut targets = Identifiers {
+            seqs: erased.unreachable.clone(),
+            ..Default::default()
+        };
         for i in &erased.identifiers {
             match i.kind {
                 IdType::UserId => targets.user_ids.push(i.value.clone()),
@@ -471,18 +473,10 @@ impl Identity {
         } else {
             self.store.delete_events_for(&targets).await?
         };
-        if !erased.unreachable.is_empty() {
-            tracing::warn!(
-                profile = %erased.profile_id,
-                events = erased.unreachable.len(),
-                "Erased person's events filed under another identifier stay in the store: it cannot delete by seq."
-            );
-        }
         let receipt = Receipt {
             receipt_id: receipt_id.clone(),
             profile_id: erased.profile_id,
             deleted_events: in_store,
-            undeleted_events: erased.unreachable.len() as u64,
             deleted_identities: erased.identifiers.len(),
             suppressed: erased
                 .identifiers

@@ -20,6 +20,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     erasure_deletes_every_event_of_the_identifiers(open).await;
     every_acknowledged_write_is_readable_at_once(open).await;
     a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(open).await;
+    events_named_by_seq_are_read_and_erased_whatever_they_carry(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
@@ -161,6 +162,7 @@ async fn a_retried_message_is_stored_once_per_write_key(open: Open<'_>) {
     let ids = Identifiers {
         user_ids: vec!["u".into()],
         anonymous_ids: vec![],
+        ..Default::default()
     };
     let page = store
         .events_for(&ids, PageRequest::default())
@@ -235,6 +237,7 @@ async fn timeline_reads_newest_first_across_identifiers_with_cursor(open: Open<'
     let ids = Identifiers {
         user_ids: vec!["u1".into()],
         anonymous_ids: vec!["a1".into()],
+        ..Default::default()
     };
     let mut got = Vec::new();
     let mut cursor = None;
@@ -262,6 +265,7 @@ async fn timeline_reads_newest_first_across_identifiers_with_cursor(open: Open<'
             &Identifiers {
                 user_ids: vec!["nobody".into()],
                 anonymous_ids: vec![],
+                ..Default::default()
             },
             PageRequest::default(),
         )
@@ -307,6 +311,7 @@ async fn erasure_deletes_every_event_of_the_identifiers(open: Open<'_>) {
     let ids = Identifiers {
         user_ids: vec!["u1".into()],
         anonymous_ids: vec!["a1".into()],
+        ..Default::default()
     };
     assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 3);
     assert!(
@@ -341,6 +346,7 @@ async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(
     let first = Identifiers {
         user_ids: vec!["u1".into()],
         anonymous_ids: vec!["shared".into()],
+        ..Default::default()
     };
     let timeline = store
         .events_for(&first, PageRequest::default())
@@ -364,6 +370,54 @@ async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(
     );
 }
 
+async fn events_named_by_seq_are_read_and_erased_whatever_they_carry(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    // A guest order on someone else's browser: filed under that browser's anonymous ID.
+    let s = seqs(
+        &store
+            .append(write(vec![
+                event("k", "owner", None, Some("kiosk")),
+                event("k", "guest-order", None, Some("kiosk")),
+                event("k", "later", Some("u9"), Some("elsewhere")),
+            ]))
+            .await
+            .expect("append"),
+    );
+    let guest = Identifiers {
+        user_ids: vec!["u9".into()],
+        seqs: vec![s[1]],
+        ..Default::default()
+    };
+    let timeline = store
+        .events_for(&guest, PageRequest::default())
+        .await
+        .expect("read");
+    assert_eq!(
+        timeline
+            .items
+            .iter()
+            .map(|e| e.message_id())
+            .collect::<Vec<_>>(),
+        [Some("later"), Some("guest-order")],
+        "an event named by seq is read beside the identifiers' events"
+    );
+    assert_eq!(store.delete_events_for(&guest).await.expect("delete"), 2);
+    let left = store.events_after(0, 100).await.expect("replay");
+    assert_eq!(
+        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        [Some("owner")],
+        "erasure by seq takes the guest's order and leaves the kiosk owner's event"
+    );
+    drop(store);
+    let store = open(&dir.0);
+    let left = store
+        .events_after(0, 100)
+        .await
+        .expect("replay after reopening");
+    assert_eq!(left.len(), 1, "the erasure by seq survives reopening");
+}
+
 async fn every_acknowledged_write_is_readable_at_once(open: Open<'_>) {
     let dir = TempDir::new("conformance");
     let store = open(&dir.0);
@@ -378,6 +432,7 @@ async fn every_acknowledged_write_is_readable_at_once(open: Open<'_>) {
         let anon = Identifiers {
             user_ids: vec!["u".into()],
             anonymous_ids: vec![format!("a{i}")],
+            ..Default::default()
         };
         let newest = store
             .events_for(
@@ -415,6 +470,7 @@ async fn every_acknowledged_write_is_readable_at_once(open: Open<'_>) {
         .delete_events_for(&Identifiers {
             user_ids: vec!["u".into()],
             anonymous_ids: vec![],
+            ..Default::default()
         })
         .await
         .expect("erase");
@@ -468,6 +524,7 @@ async fn a_malformed_cursor_is_an_error(open: Open<'_>) {
     let ids = Identifiers {
         user_ids: vec!["u".into()],
         anonymous_ids: vec![],
+        ..Default::default()
     };
     let err = store
         .events_for(

@@ -52,7 +52,10 @@ pub enum Record {
 
 const EVENT: u8 = 1;
 const FAILED: u8 = 2;
+/// An erasure by identifiers only, as written before erasure could name events by seq; still
+/// read so that a log written by an older version replays.
 const DELETE: u8 = 3;
+const DELETE_WITH_SEQS: u8 = 4;
 const NONE: u32 = u32::MAX;
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -101,9 +104,13 @@ pub fn encode(buf: &mut Vec<u8>, record: &Record) {
             put_str(buf, &f.raw);
         }
         Record::Delete(ids) => {
-            buf.push(DELETE);
+            buf.push(DELETE_WITH_SEQS);
             put_strs(buf, &ids.user_ids);
             put_strs(buf, &ids.anonymous_ids);
+            put_u32(buf, ids.seqs.len() as u32);
+            for &seq in &ids.seqs {
+                put_u64(buf, seq);
+            }
         }
     }
 }
@@ -153,6 +160,14 @@ impl<'a> Cursor<'a> {
         }
         (0..n).map(|_| self.string()).collect()
     }
+    fn seqs(&mut self) -> Option<Vec<u64>> {
+        let n = self.u32()? as usize;
+        // Each seq takes 8 bytes, which bounds `n` by the payload.
+        if n > self.0.len() / 8 {
+            return None;
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
     fn record(&mut self) -> Option<Record> {
         Some(match self.u8()? {
             EVENT => Record::Event(EventRow {
@@ -176,6 +191,12 @@ impl<'a> Cursor<'a> {
             DELETE => Record::Delete(Identifiers {
                 user_ids: self.strs()?,
                 anonymous_ids: self.strs()?,
+                seqs: Vec::new(),
+            }),
+            DELETE_WITH_SEQS => Record::Delete(Identifiers {
+                user_ids: self.strs()?,
+                anonymous_ids: self.strs()?,
+                seqs: self.seqs()?,
             }),
             _ => return None,
         })
@@ -452,6 +473,7 @@ mod tests {
             Record::Delete(Identifiers {
                 user_ids: vec!["u".into()],
                 anonymous_ids: vec![],
+                seqs: vec![3, 1 << 40],
             }),
         ]
     }

@@ -139,11 +139,15 @@ pub enum Appended {
 pub struct Identifiers {
     pub user_ids: Vec<String>,
     pub anonymous_ids: Vec<String>,
+    /// Events named by `seq`, whatever identifiers they carry: identity resolution knows of
+    /// events that belong to a person but are filed under someone else's anonymous ID (a
+    /// guest checkout on a shared browser), and erasure must reach those too.
+    pub seqs: Vec<u64>,
 }
 
 impl Identifiers {
     pub fn is_empty(&self) -> bool {
-        self.user_ids.is_empty() && self.anonymous_ids.is_empty()
+        self.user_ids.is_empty() && self.anonymous_ids.is_empty() && self.seqs.is_empty()
     }
 }
 

@@ -937,7 +937,22 @@ fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Err
         );
         n += conn.execute(&sql, params_from_iter(chunk))? as u64;
     }
+    for chunk in ids.seqs.chunks(MAX_IDS_PER_QUERY) {
+        let sql = format!(
+            "DELETE FROM events WHERE seq IN ({})",
+            placeholders(chunk.len())
+        );
+        n += conn.execute(&sql, params_from_iter(integers(chunk)))? as u64;
+    }
     Ok(n)
+}
+
+fn texts(values: &[String]) -> Vec<rusqlite::types::Value> {
+    values.iter().map(|v| v.clone().into()).collect()
+}
+
+fn integers(values: &[u64]) -> Vec<rusqlite::types::Value> {
+    values.iter().map(|&v| (v as i64).into()).collect()
 }
 
 fn placeholders(n: usize) -> String {
@@ -1008,8 +1023,12 @@ impl super::Store for SqliteStore {
                     // An event with a `userId` belongs to that user: by anonymous ID only the
                     // events without one match (those with one of `ids.user_ids` match above).
                     let cols = [
-                        ("user_id IN", &ids.user_ids),
-                        ("user_id IS NULL AND anonymous_id IN", &ids.anonymous_ids),
+                        ("user_id IN", texts(&ids.user_ids)),
+                        (
+                            "user_id IS NULL AND anonymous_id IN",
+                            texts(&ids.anonymous_ids),
+                        ),
+                        ("seq IN", integers(&ids.seqs)),
                     ];
                     for (col, values) in cols {
                         for chunk in values.chunks(MAX_IDS_PER_QUERY) {
@@ -1018,8 +1037,7 @@ impl super::Store for SqliteStore {
                                 placeholders(chunk.len())
                             );
                             let mut stmt = conn.prepare_cached(&sql).map_err(engine)?;
-                            let mut args: Vec<rusqlite::types::Value> =
-                                chunk.iter().map(|v| v.clone().into()).collect();
+                            let mut args = chunk.to_vec();
                             args.push(before.into());
                             args.push((limit as i64 + 1).into());
                             let rows = stmt
@@ -1214,6 +1232,7 @@ mod tests {
         torn.push(&Record::Delete(Identifiers {
             user_ids: vec!["u".into()],
             anonymous_ids: vec![],
+            ..Default::default()
         }));
         let torn = torn.finish();
         let (_, path) = log::segments(&log_dir)
@@ -1321,6 +1340,7 @@ mod tests {
         let ids = Identifiers {
             user_ids: vec!["gone".into()],
             anonymous_ids: vec![],
+            ..Default::default()
         };
         assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
         // The erased event's segment is gone once the erasure is durable; only the new one is
