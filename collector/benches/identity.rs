@@ -207,7 +207,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    seam_collector::disable_transparent_huge_pages();
+    seam_collector::os::disable_transparent_huge_pages();
     let total = env_usize("SEAM_BENCH_EVENTS", 1_000_000);
     let profiles = env_usize("SEAM_BENCH_PROFILES", 100_000);
     let config = IdentityConfig::default();

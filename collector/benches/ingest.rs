@@ -41,7 +41,7 @@ const EVENTS_PER_BATCH: usize = 50;
 const COUNTER_WIDTH: usize = 14;
 
 fn main() {
-    seam_collector::disable_transparent_huge_pages();
+    seam_collector::os::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         let engine = args.get(i + 1).cloned().unwrap_or_default();

@@ -23,6 +23,7 @@ pub mod error;
 pub mod identity;
 pub mod message;
 pub mod metrics;
+pub mod os;
 pub mod store;
 
 mod admin;
@@ -42,19 +43,6 @@ use std::sync::Arc;
 use store::Store;
 use store::sqlite::SqliteStore;
 use tower_http::services::ServeDir;
-
-/// Turns off transparent huge pages for this process (Linux; elsewhere a no-op). Identity
-/// resolution grows its graph a little at a time; with huge pages the kernel zeroes 2 MB on
-/// each first touch, which measured here cost about a third of the resolution rate
-/// (`cargo xtask bench identity`: 190k/s with them, 303k/s without). The `seam` binary and the
-/// benchmarks call this first thing.
-pub fn disable_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no Rust memory.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
-}
 
 /// What every handler needs; cheap to clone.
 #[derive(Clone)]

@@ -35,7 +35,7 @@ const DEMO_WRITE_KEY: &str = "demo-write-key";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    seam_collector::disable_transparent_huge_pages();
+    seam_collector::os::disable_transparent_huge_pages();
     // `RUST_LOG` filters; `SEAM_LOG_FORMAT=json` gives one JSON object per line for collectors.
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

@@ -208,7 +208,7 @@ impl Identity {
         let spawned = std::thread::Builder::new()
             .name("seam-identity".into())
             .spawn(move || {
-                lower_priority();
+                crate::os::lower_thread_priority();
                 while let Ok(batches) = rx.recv() {
                     if let Err(e) = me.apply_batches(batches.iter().map(|b| &b[..]), false) {
                         tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
@@ -563,19 +563,5 @@ impl Admission for Identity {
             .into_iter()
             .chain(prev_ids)
             .any(|i| sup.contains(&i))
-    }
-}
-
-/// Lowers the calling thread's CPU priority (nice 10).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
-        // ID given to PRIO_PROCESS names that one thread.
-        let result =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-        if result != 0 {
-            tracing::debug!("Could not lower the identity thread's priority.");
-        }
     }
 }

@@ -298,7 +298,7 @@ impl SqliteStore {
         let threads = vec![
             spawn("seam-writer", move || writer.run(rx))?,
             spawn("seam-indexer", move || {
-                lower_priority();
+                crate::os::lower_thread_priority();
                 indexer.run(index_rx, &indexer_shared)
             })?,
         ];
@@ -420,22 +420,6 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10). The indexer and the checkpointer are
-/// off the acknowledgement path: when the two cores are busy, requests and the log writer go
-/// first, and a lagging index is bounded by [`Limits`] instead.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
-        // ID given to PRIO_PROCESS names that one thread.
-        let result =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-        if result != 0 {
-            tracing::debug!("Could not lower a background thread's priority.");
-        }
-    }
-}
-
 /// A thread that runs passive checkpoints (they never block the indexer) twenty times a second,
 /// so copying WAL pages into the database is not the indexer's work. Small, frequent
 /// checkpoints keep each database sync short, and it is those syncs that delay the log's
@@ -448,7 +432,7 @@ fn start_checkpointer(
     let conn = Connection::open(path).map_err(engine)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let handle = spawn("seam-checkpoint", move || {
-        lower_priority();
+        crate::os::lower_thread_priority();
         while let Err(mpsc::RecvTimeoutError::Timeout) =
             stopped.recv_timeout(Duration::from_millis(50))
         {

@@ -1,0 +1,32 @@
+//! What the collector asks of the operating system beyond plain I/O: memory and scheduling
+//! settings that measured faster on the machines it runs on. Elsewhere than Linux these do
+//! nothing.
+
+/// Turns off transparent huge pages for this process. Identity resolution grows its graph a
+/// little at a time; with huge pages the kernel zeroes 2 MB on each first touch, which measured
+/// here cost about a third of the resolution rate (`cargo xtask bench identity`: 190k/s with
+/// them, 303k/s without). The `seam` binary and the benchmarks call this first thing.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no Rust memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10). For the threads off the
+/// acknowledgement path (the store's indexer and checkpointer, identity's follower): when the
+/// two cores are busy, requests and the log writer go first, and the lag behind them is
+/// bounded elsewhere.
+pub(crate) fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
+        // ID given to PRIO_PROCESS names that one thread.
+        let result =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        if result != 0 {
+            tracing::debug!("Could not lower a background thread's priority.");
+        }
+    }
+}
