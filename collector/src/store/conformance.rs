@@ -2,7 +2,7 @@
 //! interchangeable with the others. Call [`run`] from the engine's tests with a function that
 //! opens the engine on a directory (engines that ignore the directory may use it as a key).
 
-use super::{Appended, FailedEvent, Identifiers, NewEvent, PageRequest, Store, Write};
+use super::{Appended, FailedEvent, Identifiers, NewEvent, PageRequest, Store, StoredEvent, Write};
 use serde_json::{Map, json};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,10 @@ fn write(events: Vec<NewEvent>) -> Write {
         events,
         failed: Vec::new(),
     }
+}
+
+fn message_ids(events: &[StoredEvent]) -> Vec<Option<&str>> {
+    events.iter().map(StoredEvent::message_id).collect()
 }
 
 fn seqs(appended: &[Appended]) -> Vec<u64> {
@@ -198,10 +202,7 @@ async fn events_and_dedup_survive_reopening(open: Open<'_>) {
     let after = seqs(&again[1..]);
     assert!(after[0] > before[0], "seq keeps growing after restart");
     let all = store.events_after(0, 100).await.expect("replay");
-    assert_eq!(
-        all.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
-        [Some("m1"), Some("m2")]
-    );
+    assert_eq!(message_ids(&all), [Some("m1"), Some("m2")]);
     assert_eq!(store.stats().events, 2);
 }
 
@@ -323,10 +324,7 @@ async fn erasure_deletes_every_event_of_the_identifiers(open: Open<'_>) {
             .is_empty()
     );
     let left = store.events_after(0, 100).await.expect("replay");
-    assert_eq!(
-        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
-        [Some("m4")]
-    );
+    assert_eq!(message_ids(&left), [Some("m4")]);
     assert_eq!(store.stats().events, 1);
     assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 0);
 }
@@ -353,18 +351,14 @@ async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(
         .await
         .expect("read");
     assert_eq!(
-        timeline
-            .items
-            .iter()
-            .map(|e| e.message_id())
-            .collect::<Vec<_>>(),
+        message_ids(&timeline.items),
         [Some("first"), Some("anon")],
         "u2's event on the shared browser is not u1's"
     );
     assert_eq!(store.delete_events_for(&first).await.expect("delete"), 2);
     let left = store.events_after(0, 100).await.expect("replay");
     assert_eq!(
-        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        message_ids(&left),
         [Some("next")],
         "erasing u1 keeps u2's event"
     );
@@ -394,18 +388,14 @@ async fn events_named_by_seq_are_read_and_erased_whatever_they_carry(open: Open<
         .await
         .expect("read");
     assert_eq!(
-        timeline
-            .items
-            .iter()
-            .map(|e| e.message_id())
-            .collect::<Vec<_>>(),
+        message_ids(&timeline.items),
         [Some("later"), Some("guest-order")],
         "an event named by seq is read beside the identifiers' events"
     );
     assert_eq!(store.delete_events_for(&guest).await.expect("delete"), 2);
     let left = store.events_after(0, 100).await.expect("replay");
     assert_eq!(
-        left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+        message_ids(&left),
         [Some("owner")],
         "erasure by seq takes the guest's order and leaves the kiosk owner's event"
     );
