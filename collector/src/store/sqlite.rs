@@ -218,6 +218,10 @@ impl SqliteStore {
             .map_err(engine)?;
         conn.pragma_update(None, "cache_size", -32_768)
             .map_err(engine)?;
+        // Erasure zeroes what it deletes instead of leaving it in free space; with the
+        // truncating checkpoint after each erasure, no file in the data dir keeps it.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(engine)?;
         conn.execute_batch(SCHEMA).map_err(engine)?;
         migrate_dedup_index(&conn).map_err(engine)?;
 
@@ -819,6 +823,16 @@ impl Indexer {
                 tracing::warn!(error = %e, "Cannot delete log segments already in SQLite; retried after the next sync.");
             }
         }
+        if erases {
+            // The WAL still holds the pages as they were before the erasure: copy the zeroed
+            // ones into the database and empty it.
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "Cannot empty the WAL after an erasure; the next checkpoints overwrite it.");
+            }
+        }
         shared.indexed_seq.store(seq, Ordering::Release);
         shared.indexed_group.send_replace(group);
         let mut counts = deleted.into_iter();
@@ -1343,6 +1357,13 @@ mod tests {
             !String::from_utf8_lossy(&data).contains("gone"),
             "no log segment holds the erased user's events"
         );
+        for file in [DB_FILE.to_owned(), format!("{DB_FILE}-wal")] {
+            let data = std::fs::read(dir.0.join(&file)).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&data).contains("\"gone\""),
+                "{file} keeps none of the erased user's bytes"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
