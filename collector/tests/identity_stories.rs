@@ -6,6 +6,7 @@ mod identity_support;
 use axum::http::StatusCode;
 use identity_support::{Collector, fixture, identities, message_ids, type_values};
 use serde_json::json;
+use std::path::PathBuf;
 
 #[tokio::test]
 async fn visitor_on_two_devices_who_logs_in_on_both_has_one_profile_with_every_event() {
@@ -199,6 +200,10 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
     c.send(&fixture("erasable_customer")).await;
     c.send(&fixture("guest_checkout_then_account")).await;
     let before = c.profile("email:erase.me%40example.com").await;
+    assert!(
+        !c.files_containing("Eve Quillfeather").is_empty(),
+        "the data dir holds her name before the erasure"
+    );
 
     let (status, receipt) = c.delete("/v1/profiles/email:erase.me%40example.com").await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
@@ -239,6 +244,11 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
     );
     let (_, stored) = c.get("/v1/events?anonymous_id=anon-erase").await;
     assert_eq!(stored["events"], json!([]));
+    assert_eq!(
+        c.files_containing("Eve Quillfeather"),
+        Vec::<PathBuf>::new(),
+        "no file of the data dir keeps what she sent"
+    );
 
     // They come back: accepted on the wire, but nothing is stored or profiled.
     c.send(&[

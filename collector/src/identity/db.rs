@@ -31,6 +31,8 @@ impl Db {
     pub fn open(dir: &Path) -> DbResult<Db> {
         let path = dir.join("identity.sqlite");
         let conn = Connection::open(&path)?;
+        // An erased person's links are zeroed, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Db {
             writer: Mutex::new(conn),

@@ -121,6 +121,25 @@ impl Collector {
         body
     }
 
+    /// The files under the data dir whose bytes contain `needle`.
+    pub fn files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read data dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if std::fs::read(&path)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
     /// Every timeline event of the profile holding `id`, newest first, following cursors.
     pub async fn timeline(&self, id: &str, page: usize) -> Vec<Value> {
         let mut out = Vec::new();
