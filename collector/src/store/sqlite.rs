@@ -926,28 +926,31 @@ fn job_events(job: &IndexJob) -> usize {
 
 fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
     let mut n = 0u64;
-    for chunk in ids.user_ids.chunks(MAX_IDS_PER_QUERY) {
-        let sql = format!(
-            "DELETE FROM events WHERE user_id IN ({})",
-            placeholders(chunk.len())
-        );
-        n += conn.execute(&sql, params_from_iter(chunk))? as u64;
-    }
-    for chunk in ids.anonymous_ids.chunks(MAX_IDS_PER_QUERY) {
-        let sql = format!(
-            "DELETE FROM events WHERE anonymous_id IN ({}) AND user_id IS NULL",
-            placeholders(chunk.len())
-        );
-        n += conn.execute(&sql, params_from_iter(chunk))? as u64;
-    }
-    for chunk in ids.seqs.chunks(MAX_IDS_PER_QUERY) {
-        let sql = format!(
-            "DELETE FROM events WHERE seq IN ({})",
-            placeholders(chunk.len())
-        );
-        n += conn.execute(&sql, params_from_iter(integers(chunk)))? as u64;
+    for (col, values) in matching(ids) {
+        for chunk in values.chunks(MAX_IDS_PER_QUERY) {
+            let sql = format!(
+                "DELETE FROM events WHERE {col} ({})",
+                placeholders(chunk.len())
+            );
+            n += conn.execute(&sql, params_from_iter(chunk))? as u64;
+        }
     }
     Ok(n)
+}
+
+/// The events of `ids` as SQL conditions, each completed by a `(?, …)` list of its values:
+/// the one ownership rule of [`super::Store::events_for`], shared by reads and erasure. An
+/// event with a `userId` belongs to that user, so by anonymous ID only the events without one
+/// match (those with one of `ids.user_ids` match by user ID).
+fn matching(ids: &Identifiers) -> [(&'static str, Vec<rusqlite::types::Value>); 3] {
+    [
+        ("user_id IN", texts(&ids.user_ids)),
+        (
+            "user_id IS NULL AND anonymous_id IN",
+            texts(&ids.anonymous_ids),
+        ),
+        ("seq IN", integers(&ids.seqs)),
+    ]
 }
 
 fn texts(values: &[String]) -> Vec<rusqlite::types::Value> {
@@ -1023,17 +1026,7 @@ impl super::Store for SqliteStore {
                     // Per chunk and column, the newest `limit + 1` below the cursor; then the
                     // newest overall. The indexes end in the rowid, so each scan is ordered.
                     let mut found: Vec<(i64, String, String)> = Vec::new();
-                    // An event with a `userId` belongs to that user: by anonymous ID only the
-                    // events without one match (those with one of `ids.user_ids` match above).
-                    let cols = [
-                        ("user_id IN", texts(&ids.user_ids)),
-                        (
-                            "user_id IS NULL AND anonymous_id IN",
-                            texts(&ids.anonymous_ids),
-                        ),
-                        ("seq IN", integers(&ids.seqs)),
-                    ];
-                    for (col, values) in cols {
+                    for (col, values) in matching(&ids) {
                         for chunk in values.chunks(MAX_IDS_PER_QUERY) {
                             let sql = format!(
                                 "SELECT seq, write_key, body FROM events WHERE {col} ({}) AND seq < ? ORDER BY seq DESC LIMIT ?",
