@@ -396,12 +396,24 @@ impl Identity {
                 }
             }
         }
-        for &seq in plan.extra.iter().filter(|s| (floor..before).contains(*s)) {
-            if let Some(e) = self.store.events_after(seq - 1, 1).await?.pop()
-                && e.seq == seq
-            {
-                found.push((e.seq, e.message));
-            }
+        // The strays in range, in one lookup by seq (deleted ones are simply not found).
+        let seqs: Vec<u64> = plan
+            .extra
+            .iter()
+            .copied()
+            .filter(|s| (floor..before).contains(s))
+            .collect();
+        if !seqs.is_empty() {
+            let page = PageRequest {
+                limit: seqs.len(),
+                cursor: (before != u64::MAX).then(|| seq_cursor(before)),
+            };
+            let strays = Identifiers {
+                seqs,
+                ..Default::default()
+            };
+            let page = self.store.events_for(&strays, page).await?;
+            found.extend(page.items.into_iter().map(|e| (e.seq, e.message)));
         }
         found.sort_by_key(|e| std::cmp::Reverse(e.0));
         found.dedup_by_key(|e| e.0);
