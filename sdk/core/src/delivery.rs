@@ -334,7 +334,7 @@ impl<S: Storage, T: Transport> Delivery<S, T> {
             if i > 0 {
                 body.push(',');
             }
-            body.push_str(&json::with_sent_at(&e.json, &sent_at));
+            json::push_with_sent_at(&mut body, &e.json, &sent_at);
         }
         body.push_str("],\"sentAt\":");
         json::push_str(&mut body, &sent_at);

@@ -54,16 +54,15 @@ pub fn push_key(out: &mut String, key: &str) {
     out.push(':');
 }
 
-/// Returns the serialized object `event` with `"sentAt":"<sent_at>"` added as its last member.
+/// Appends the serialized object `event` to `out` with `"sentAt":"<sent_at>"` added as its last
+/// member (straight into the batch body: no string per event).
 /// `event` must be a JSON object without a `sentAt` member (the SDK writes events that way).
-pub fn with_sent_at(event: &str, sent_at: &str) -> String {
-    let mut out = String::with_capacity(event.len() + 40);
+pub fn push_with_sent_at(out: &mut String, event: &str, sent_at: &str) {
     out.push('{');
-    push_members(&mut out, members(event));
-    push_key(&mut out, "sentAt");
-    push_str(&mut out, sent_at);
+    push_members(out, members(event));
+    push_key(out, "sentAt");
+    push_str(out, sent_at);
     out.push('}');
-    out
 }
 
 /// Returns `event` with the object value of its last member replaced by `object`: events end
@@ -82,6 +81,12 @@ pub fn with_last_object(event: &str, object: &str) -> String {
 mod tests {
     use super::*;
     use std::prelude::rust_2024::*;
+
+    fn with_sent_at(event: &str, sent_at: &str) -> String {
+        let mut out = String::new();
+        push_with_sent_at(&mut out, event, sent_at);
+        out
+    }
 
     #[test]
     fn strings_are_escaped() {
