@@ -146,11 +146,8 @@ pub fn record(kind: &str, fields: &str, context: &str, at: f64) {
         s.report();
         match due {
             Some(true) => s.poll(),
-            Some(false) if s.timer_at == 0 && s.t.delivery.enabled => {
-                let wake = now() + s.t.delivery.config.flush_interval_ms;
-                s.wake_at(wake);
-            }
-            _ => {}
+            Some(false) => s.arm(),
+            None => {}
         }
     });
 }
@@ -254,9 +251,8 @@ pub fn stored(key: &str, present: bool) {
         } else {
             s.t.delivery.note(key, present);
         }
-        if present && s.timer_at == 0 && s.t.delivery.enabled {
-            let wake = now() + s.t.delivery.config.flush_interval_ms;
-            s.wake_at(wake);
+        if present {
+            s.arm();
         }
     });
 }
@@ -281,6 +277,14 @@ impl Sdk {
                 }
                 !done
             });
+        }
+    }
+
+    /// A new event is queued: sets the timer to the flush interval unless one is set already.
+    fn arm(&mut self) {
+        if self.timer_at == 0 && self.t.delivery.enabled {
+            let wake = now() + self.t.delivery.config.flush_interval_ms;
+            self.wake_at(wake);
         }
     }
 
