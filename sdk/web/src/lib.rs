@@ -74,17 +74,15 @@ fn ms(at: f64) -> u64 {
 
 /// Starts the SDK. `settings` is the write key, endpoint, consent mode, comma-separated
 /// categories and cookie domain, one a line (one string crosses the boundary, not five). The
-/// loader has checked the argument types; what only Rust can judge comes back as a message
-/// naming the argument (empty when loaded), which the loader throws.
+/// loader has checked the argument types and that the write key is non-empty; what only Rust
+/// can judge comes back as a message naming the argument (empty when loaded), which the loader
+/// throws.
 #[wasm_bindgen]
 pub fn load(settings: &str, flush_at: u32, flush_interval_ms: u32, gpc: bool) -> String {
     let mut lines = settings.split('\n');
     let mut next = || lines.next().unwrap_or("");
     let (write_key, endpoint, consent, categories, cookie_domain) =
         (next(), next(), next(), next(), next());
-    if write_key.is_empty() {
-        return "seam.load: `writeKey` must be a non-empty string".into();
-    }
     let Some(mode) = Mode::parse(consent) else {
         return "seam.load: `options.consent` must be \"opt-in\" or \"opt-out\"".into();
     };
