@@ -68,6 +68,8 @@ fn main() {
 
 struct Row {
     lag: u64,
+    /// The collector process's CPU time (user + system) per event it stored in the phase.
+    cpu_us_per_event: f64,
     handler: &'static str,
     connections: usize,
     result: LoadResult,
@@ -92,6 +94,7 @@ async fn bench(phase: Duration, rss_events: u64) {
         for &engine in engines {
             let dir = TempDir::new("ingest-bench");
             let server = Server::start(engine, &dir);
+            let cpu_before = server.cpu_seconds();
             let result = load(
                 server.addr.clone(),
                 connections,
@@ -101,8 +104,11 @@ async fn bench(phase: Duration, rss_events: u64) {
             )
             .await;
             let lag = server.metric("seam_index_lag_events").await;
+            let cpu = server.cpu_seconds() - cpu_before;
             rows.push(Row {
                 lag,
+                cpu_us_per_event: 1e6 * cpu
+                    / (result.all_requests * EVENTS_PER_BATCH as u64) as f64,
                 handler: match engine {
                     "sqlite" => "durable (log fsync)",
                     "sqlite+identity" => "durable + identity",
@@ -116,10 +122,10 @@ async fn bench(phase: Duration, rss_events: u64) {
 
     println!();
     println!(
-        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling |  503s | errors |     lag |"
+        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag |"
     );
     println!(
-        "|-------------------------|------:|---------:|-------:|-------:|-----------:|------:|-------:|--------:|"
+        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------------:|------:|-------:|--------:|"
     );
     for row in &rows {
         let ceiling = rows
@@ -127,13 +133,14 @@ async fn bench(phase: Duration, rss_events: u64) {
             .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
             .map_or(1.0, |r| r.result.events_per_sec());
         println!(
-            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>5} | {:>6} | {:>7} |",
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} |",
             row.handler,
             row.connections,
             row.result.events_per_sec(),
             row.result.percentile(0.50),
             row.result.percentile(0.99),
             100.0 * row.result.events_per_sec() / ceiling,
+            row.cpu_us_per_event,
             row.result.overloaded,
             row.result.errors,
             row.lag,
@@ -256,6 +263,8 @@ enum Stop {
 
 struct LoadResult {
     requests: u64,
+    /// Batches stored, warm-up included (what the collector's CPU time was spent on).
+    all_requests: u64,
     /// 503 answers; that connection then waited `Retry-After`.
     overloaded: u64,
     errors: u64,
@@ -311,7 +320,7 @@ async fn load(
         };
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let (mut ok, mut overloaded, mut errors) = (0u64, 0u64, 0u64);
+            let (mut ok, mut overloaded, mut errors, mut all) = (0u64, 0u64, 0u64, 0u64);
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -350,6 +359,7 @@ async fn load(
                     Err(_) => Answer::Failed,
                 };
                 let elapsed = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                all += u64::from(matches!(answer, Answer::Stored));
                 match answer {
                     Answer::Stored if measuring => {
                         latencies.push(elapsed);
@@ -367,19 +377,21 @@ async fn load(
                     Answer::Failed => errors += u64::from(measuring),
                 }
             }
-            (ok, overloaded, errors, latencies)
+            (ok, overloaded, errors, all, latencies)
         }));
     }
     let mut result = LoadResult {
         requests: 0,
+        all_requests: 0,
         overloaded: 0,
         errors: 0,
         elapsed: Duration::ZERO,
         latencies_us: Vec::new(),
     };
     for task in tasks {
-        let (ok, overloaded, errors, latencies) = task.await.expect("load task");
+        let (ok, overloaded, errors, all, latencies) = task.await.expect("load task");
         result.requests += ok;
+        result.all_requests += all;
         result.overloaded += overloaded;
         result.errors += errors;
         result.latencies_us.extend(latencies);
@@ -474,6 +486,28 @@ impl Server {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// CPU time the collector process has used so far, user and system, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces):
+        // utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // SAFETY: sysconf only reads its integer argument.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        (ticks(11) + ticks(12)) as f64 / per_second
     }
 
     fn rss_kb(&self) -> u64 {

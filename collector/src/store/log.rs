@@ -1,20 +1,22 @@
-//! The embedded engine's durability point: an append-only, checksummed, segmented log of
-//! write groups in `<data dir>/log/`.
+//! The embedded engine's durability point and body store: an append-only, checksummed,
+//! segmented log of write groups in `<data dir>/log/`.
 //!
 //! One frame per group commit: `magic u32 | payload length u32 | crc32 u32 | payload`, the
 //! payload being the group number (u64) and its records. Frames are written whole and
 //! `fdatasync`ed once per group; a frame cut short by a crash (a torn tail) fails its length or
 //! checksum and is truncated at start-up. Segments are named after the first group they hold
-//! (`00000000000000000042.seg`), so a whole segment can be deleted once every group in it is
-//! durable in SQLite. A deleted segment is kept as a spare (`*.spare`, at most [`MAX_SPARES`])
-//! and overwritten as the next segment: `fdatasync` over blocks already written needs no
-//! journal commit (measured here: 0.5 ms instead of 2 ms at the median). Its old frames are
-//! told apart by their group numbers, which must follow on from the segment's name. After an
-//! erasure, segments and spares are deleted outright, so erased events do not linger.
+//! (`00000000000000000042.seg`).
+//!
+//! An event's JSON body is written here once and stays here: SQLite indexes each event by its
+//! [`Position`] and reads the body back from the segment ([`BodyReader`]). Erasing an event
+//! zeroes its record in place ([`scrub`]); frames whose groups SQLite already holds are
+//! therefore not checksummed when a segment is read again, only stepped over.
 
 use super::{FailedEvent, Identifiers};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write as _};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: u32 = 0x5345_414d;
@@ -24,11 +26,22 @@ const MAX_FRAME: usize = 1 << 30;
 /// A new segment starts once the current one passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const SUFFIX: &str = ".seg";
+/// Deleted segments kept for reuse by versions that deleted segments once indexed; removed at
+/// start-up.
 const SPARE: &str = ".spare";
-/// Deleted segments kept for reuse.
-pub const MAX_SPARES: usize = 2;
 
-/// An event as it goes into SQLite: the columns, and the body with `seq` spliced in.
+/// Where an event's record lies in the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The segment, by the first group it holds.
+    pub segment: u64,
+    /// Byte offset of the record in the segment.
+    pub offset: u64,
+    /// Length of the record in bytes.
+    pub len: u32,
+}
+
+/// An event as SQLite indexes it: its columns, and where its record (with the body) is logged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventRow {
     pub seq: u64,
@@ -39,7 +52,7 @@ pub struct EventRow {
     pub message_id: String,
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
-    pub body: String,
+    pub at: Position,
 }
 
 /// One logged change, applied to SQLite in log order.
@@ -47,7 +60,12 @@ pub struct EventRow {
 pub enum Record {
     Event(EventRow),
     Failed(FailedEvent),
-    Delete(Identifiers),
+    /// An erasure, and where its own record lies (it names the erased identifiers, so it is
+    /// zeroed too once applied).
+    Delete {
+        ids: Identifiers,
+        at: Position,
+    },
 }
 
 const EVENT: u8 = 1;
@@ -81,41 +99,43 @@ fn put_strs(buf: &mut Vec<u8>, v: &[String]) {
     }
 }
 
-/// Appends one record's encoding to a frame payload being built.
-pub fn encode(buf: &mut Vec<u8>, record: &Record) {
-    match record {
-        Record::Event(e) => {
-            buf.push(EVENT);
-            put_u64(buf, e.seq);
-            put_u64(buf, e.received_at_ms as u64);
-            put_u64(buf, e.fingerprint);
-            put_str(buf, &e.write_key);
-            put_str(buf, &e.message_id);
-            put_opt(buf, &e.user_id);
-            put_opt(buf, &e.anonymous_id);
-            put_str(buf, &e.body);
-        }
-        Record::Failed(f) => {
-            buf.push(FAILED);
-            put_str(buf, &f.received_at);
-            put_str(buf, &f.write_key);
-            put_str(buf, &f.code);
-            put_str(buf, &f.message);
-            put_str(buf, &f.raw);
-        }
-        Record::Delete(ids) => {
-            buf.push(DELETE_WITH_SEQS);
-            put_strs(buf, &ids.user_ids);
-            put_strs(buf, &ids.anonymous_ids);
-            put_u32(buf, ids.seqs.len() as u32);
-            for &seq in &ids.seqs {
-                put_u64(buf, seq);
-            }
-        }
+/// Appends an event record to a frame payload being built, its body being `body`'s pieces
+/// one after the other.
+fn encode_event(buf: &mut Vec<u8>, e: &EventRow, body: &[&[u8]]) {
+    buf.push(EVENT);
+    put_u64(buf, e.seq);
+    put_u64(buf, e.received_at_ms as u64);
+    put_u64(buf, e.fingerprint);
+    put_str(buf, &e.write_key);
+    put_str(buf, &e.message_id);
+    put_opt(buf, &e.user_id);
+    put_opt(buf, &e.anonymous_id);
+    put_u32(buf, body.iter().map(|p| p.len()).sum::<usize>() as u32);
+    for piece in body {
+        buf.extend_from_slice(piece);
     }
 }
 
-/// Reads a payload written by [`encode`]; `None` on any inconsistency.
+fn encode_failed(buf: &mut Vec<u8>, f: &FailedEvent) {
+    buf.push(FAILED);
+    put_str(buf, &f.received_at);
+    put_str(buf, &f.write_key);
+    put_str(buf, &f.code);
+    put_str(buf, &f.message);
+    put_str(buf, &f.raw);
+}
+
+fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
+    buf.push(DELETE_WITH_SEQS);
+    put_strs(buf, &ids.user_ids);
+    put_strs(buf, &ids.anonymous_ids);
+    put_u32(buf, ids.seqs.len() as u32);
+    for &seq in &ids.seqs {
+        put_u64(buf, seq);
+    }
+}
+
+/// Reads a payload written by the `encode_*` functions; `None` on any inconsistency.
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
@@ -138,18 +158,20 @@ impl<'a> Cursor<'a> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
-    fn str_of(&mut self, len: u32) -> Option<String> {
-        let bytes = self.take(len as usize)?;
-        String::from_utf8(bytes.to_vec()).ok()
+    fn str_of(&mut self, len: u32) -> Option<&'a str> {
+        std::str::from_utf8(self.take(len as usize)?).ok()
     }
-    fn string(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let len = self.u32()?;
         self.str_of(len)
+    }
+    fn string(&mut self) -> Option<String> {
+        self.str().map(str::to_owned)
     }
     fn opt(&mut self) -> Option<Option<String>> {
         match self.u32()? {
             NONE => Some(None),
-            len => self.str_of(len).map(Some),
+            len => self.str_of(len).map(|s| Some(s.to_owned())),
         }
     }
     fn strs(&mut self) -> Option<Vec<String>> {
@@ -168,18 +190,27 @@ impl<'a> Cursor<'a> {
         }
         (0..n).map(|_| self.u64()).collect()
     }
+    /// An event record's fields up to its body, which is left next.
+    fn event_head(&mut self) -> Option<EventRow> {
+        Some(EventRow {
+            seq: self.u64()?,
+            received_at_ms: self.u64()? as i64,
+            fingerprint: self.u64()?,
+            write_key: self.string()?,
+            message_id: self.string()?,
+            user_id: self.opt()?,
+            anonymous_id: self.opt()?,
+            at: Position::default(),
+        })
+    }
+    /// The next record; its position is left for the caller to fill in.
     fn record(&mut self) -> Option<Record> {
         Some(match self.u8()? {
-            EVENT => Record::Event(EventRow {
-                seq: self.u64()?,
-                received_at_ms: self.u64()? as i64,
-                fingerprint: self.u64()?,
-                write_key: self.string()?,
-                message_id: self.string()?,
-                user_id: self.opt()?,
-                anonymous_id: self.opt()?,
-                body: self.string()?,
-            }),
+            EVENT => {
+                let row = self.event_head()?;
+                self.str()?;
+                Record::Event(row)
+            }
             FAILED => Record::Failed(FailedEvent {
                 id: 0,
                 received_at: self.string()?,
@@ -188,19 +219,47 @@ impl<'a> Cursor<'a> {
                 message: self.string()?,
                 raw: self.string()?,
             }),
-            DELETE => Record::Delete(Identifiers {
-                user_ids: self.strs()?,
-                anonymous_ids: self.strs()?,
-                seqs: Vec::new(),
-            }),
-            DELETE_WITH_SEQS => Record::Delete(Identifiers {
-                user_ids: self.strs()?,
-                anonymous_ids: self.strs()?,
-                seqs: self.seqs()?,
-            }),
+            DELETE => Record::Delete {
+                ids: Identifiers {
+                    user_ids: self.strs()?,
+                    anonymous_ids: self.strs()?,
+                    seqs: Vec::new(),
+                },
+                at: Position::default(),
+            },
+            DELETE_WITH_SEQS => Record::Delete {
+                ids: Identifiers {
+                    user_ids: self.strs()?,
+                    anonymous_ids: self.strs()?,
+                    seqs: self.seqs()?,
+                },
+                at: Position::default(),
+            },
             _ => return None,
         })
     }
+}
+
+impl Record {
+    /// Where the record lies in the log, for the records that are read or zeroed there.
+    pub fn position_mut(&mut self) -> Option<&mut Position> {
+        match self {
+            Record::Event(e) => Some(&mut e.at),
+            Record::Delete { at, .. } => Some(at),
+            Record::Failed(_) => None,
+        }
+    }
+}
+
+/// The body of the event record `record` (the bytes at its [`Position`]), checked to be the
+/// event `seq`.
+pub fn event_body(record: &[u8], seq: u64) -> Option<&str> {
+    let mut cursor = Cursor(record);
+    if cursor.u8()? != EVENT || cursor.event_head()?.seq != seq {
+        return None;
+    }
+    let body = cursor.str()?;
+    cursor.0.is_empty().then_some(body)
 }
 
 /// A frame ready to be written: header space reserved, then the group number.
@@ -215,8 +274,29 @@ impl FrameBuilder {
         put_u64(&mut buf, group);
         FrameBuilder { buf }
     }
-    pub fn push(&mut self, record: &Record) {
-        encode(&mut self.buf, record);
+    /// Adds an event whose body is `body`'s pieces one after the other. Returns the record's
+    /// position in the frame (segment 0): [`LogWriter::append`] says where the frame went.
+    pub fn push_event(&mut self, row: &EventRow, body: &[&[u8]]) -> Position {
+        let offset = self.buf.len() as u64;
+        encode_event(&mut self.buf, row, body);
+        Position {
+            segment: 0,
+            offset,
+            len: (self.buf.len() as u64 - offset) as u32,
+        }
+    }
+    pub fn push_failed(&mut self, failed: &FailedEvent) {
+        encode_failed(&mut self.buf, failed);
+    }
+    /// Adds an erasure; returns its position like [`Self::push_event`].
+    pub fn push_delete(&mut self, ids: &Identifiers) -> Position {
+        let offset = self.buf.len() as u64;
+        encode_delete(&mut self.buf, ids);
+        Position {
+            segment: 0,
+            offset,
+            len: (self.buf.len() as u64 - offset) as u32,
+        }
     }
     /// The bytes to write, with the header filled in.
     pub fn finish(mut self) -> Vec<u8> {
@@ -270,8 +350,9 @@ pub struct SegmentRead {
 }
 
 /// Reads every whole frame of the segment whose first group is `first`, decoding the records of
-/// groups after `after` only. A frame that is cut short, fails its checksum, or does not carry
-/// the next group number (a reused segment's old frames) ends the segment.
+/// groups after `after` only; the frames up to `after` are stepped over by their length, since
+/// erasures may have zeroed records in them. A frame that is cut short, fails its checksum, or
+/// does not carry the next group number (a reused segment's old frames) ends the segment.
 pub fn read_segment(path: &Path, first: u64, after: u64) -> io::Result<SegmentRead> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
@@ -285,9 +366,6 @@ pub fn read_segment(path: &Path, first: u64, after: u64) -> io::Result<SegmentRe
             break;
         }
         let payload = &data[at + HEADER..at + HEADER + len];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
         let mut cursor = Cursor(payload);
         let Some(group) = cursor.u64() else { break };
         let expected = last_group.map_or(first, |g: u64| g + 1);
@@ -299,11 +377,25 @@ pub fn read_segment(path: &Path, first: u64, after: u64) -> io::Result<SegmentRe
             at += HEADER + len;
             continue;
         }
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
         let mut records = Vec::new();
         let mut ok = true;
         while !cursor.0.is_empty() {
+            let offset = (at + HEADER + len - cursor.0.len()) as u64;
             match cursor.record() {
-                Some(r) => records.push(r),
+                Some(mut r) => {
+                    if let Some(p) = r.position_mut() {
+                        let end = (at + HEADER + len - cursor.0.len()) as u64;
+                        *p = Position {
+                            segment: first,
+                            offset,
+                            len: (end - offset) as u32,
+                        };
+                    }
+                    records.push(r)
+                }
                 None => {
                     ok = false;
                     break;
@@ -324,15 +416,21 @@ pub fn read_segment(path: &Path, first: u64, after: u64) -> io::Result<SegmentRe
     })
 }
 
-fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// Deletes the spare segments an older version kept for reuse: they hold events already
+/// indexed, whose bodies that version also kept in SQLite.
+pub fn remove_spares(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == &SPARE[1..]) {
-            out.push(path);
+            std::fs::remove_file(path)?;
+            removed += 1;
         }
     }
-    Ok(out)
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 /// Cuts a segment at `len` (dropping a torn tail) and makes that durable.
@@ -346,56 +444,124 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Overwrites the records at `positions` with zeros and makes that durable: an erased event
+/// leaves none of its bytes in the log. Only for records whose groups SQLite holds durably,
+/// since [`read_segment`] no longer checks those frames. A segment that no longer exists has
+/// nothing left to erase.
+pub fn scrub(dir: &Path, positions: &[Position]) -> io::Result<()> {
+    let mut by_segment: HashMap<u64, Vec<Position>> = HashMap::new();
+    for p in positions {
+        by_segment.entry(p.segment).or_default().push(*p);
+    }
+    for (segment, positions) in by_segment {
+        let file = match OpenOptions::new()
+            .write(true)
+            .open(dir.join(segment_name(segment)))
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        for p in positions {
+            // Never past the end: a write there would grow the segment with zeros.
+            let end = (p.offset + u64::from(p.len)).min(len);
+            if end > p.offset {
+                file.write_all_at(&vec![0u8; (end - p.offset) as usize], p.offset)?;
+            }
+        }
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Reads event bodies back from the log, keeping the segments it opened.
+pub struct BodyReader {
+    dir: PathBuf,
+    files: HashMap<u64, File>,
+    buf: Vec<u8>,
+}
+
+impl BodyReader {
+    pub fn new(dir: &Path) -> Self {
+        BodyReader {
+            dir: dir.to_owned(),
+            files: HashMap::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The body of event `seq`, logged at `at`; `None` once an erasure has zeroed it (a read
+    /// can race an erasure, which deletes the row first).
+    pub fn read(&mut self, seq: u64, at: Position) -> io::Result<Option<String>> {
+        let file = match self.files.entry(at.segment) {
+            std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::open(self.dir.join(segment_name(at.segment)))?)
+            }
+        };
+        self.buf.resize(at.len as usize, 0);
+        file.read_exact_at(&mut self.buf, at.offset)?;
+        if self.buf.first() == Some(&0) {
+            return Ok(None);
+        }
+        event_body(&self.buf, seq)
+            .map(|b| Some(b.to_owned()))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the record at byte {} of log segment {} is not event {seq}",
+                        at.offset,
+                        segment_name(at.segment)
+                    ),
+                )
+            })
+    }
+}
+
 /// The segment being appended to, owned by the writer thread.
 pub struct LogWriter {
     dir: PathBuf,
     file: File,
+    first_group: u64,
     len: u64,
 }
 
 impl LogWriter {
-    /// Starts the segment whose first group is `next_group`, reusing a spare if there is one.
+    /// Starts the segment whose first group is `next_group`.
     pub fn create(dir: &Path, next_group: u64) -> io::Result<Self> {
         let path = dir.join(segment_name(next_group));
-        let spare = match path.exists() {
-            true => None,
-            false => spares(dir)?.pop(),
-        };
-        let file = match spare {
-            Some(spare) => {
-                std::fs::rename(&spare, &path)?;
-                OpenOptions::new().write(true).open(&path)?
-            }
-            None => OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&path)?,
-        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
         sync_dir(dir)?;
         Ok(LogWriter {
             dir: dir.to_owned(),
             file,
+            first_group: next_group,
             len: 0,
         })
     }
 
-    /// Writes a whole frame and `fdatasync`s it: once this returns, the group is durable. On
+    /// Writes a whole frame and `fdatasync`s it: once this returns, the group is durable.
+    /// Returns the segment (by its first group) and the byte offset the frame starts at. On
     /// failure the segment is cut back to where it was, so no partial frame hides later ones.
-    pub fn append(&mut self, frame: &[u8]) -> io::Result<()> {
+    pub fn append(&mut self, frame: &[u8]) -> io::Result<(u64, u64)> {
+        let at = self.len;
         let result = self
             .file
-            .write_all(frame)
+            .write_all_at(frame, at)
             .and_then(|()| self.file.sync_data());
         match result {
             Ok(()) => {
                 self.len += frame.len() as u64;
-                Ok(())
+                Ok((self.first_group, at))
             }
             Err(e) => {
-                // The next frame must start where this one did, or the group check ends the
-                // segment before it.
-                let _ = self.file.seek(io::SeekFrom::Start(self.len));
+                let _ = self.file.set_len(at);
                 Err(e)
             }
         }
@@ -413,109 +579,123 @@ impl LogWriter {
     }
 }
 
-/// Retires the segments whose every group is at most `durable_group`, never the newest one:
-/// kept as spares up to [`MAX_SPARES`] when `reuse`, otherwise deleted together with every
-/// spare (after an erasure, no old bytes may stay).
-pub fn delete_durable(dir: &Path, durable_group: u64, reuse: bool) -> io::Result<usize> {
-    let all = segments(dir)?;
-    let mut spare_count = spares(dir)?.len();
-    let mut deleted = 0;
-    for pair in all.windows(2) {
-        let (first, path) = &pair[0];
-        let (next_first, _) = pair[1];
-        if next_first > 0 && next_first - 1 <= durable_group {
-            if reuse && spare_count < MAX_SPARES {
-                std::fs::rename(path, dir.join(format!("{first:020}{SPARE}")))?;
-                spare_count += 1;
-            } else {
-                std::fs::remove_file(path)?;
-            }
-            deleted += 1;
-        }
-    }
-    if !reuse {
-        for spare in spares(dir)? {
-            std::fs::remove_file(spare)?;
-            deleted += 1;
-        }
-    }
-    if deleted > 0 {
-        sync_dir(dir)?;
-    }
-    Ok(deleted)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::conformance::TempDir;
+    use std::io::Write as _;
 
-    fn sample() -> Vec<Record> {
-        vec![
-            Record::Event(EventRow {
-                seq: 7,
-                received_at_ms: 1_700_000_000_000,
-                fingerprint: 0xdead_beef,
-                write_key: "k".into(),
-                message_id: "m-1".into(),
-                user_id: None,
-                anonymous_id: Some("a-ü".into()),
-                body: "{\"seq\":7}".into(),
-            }),
-            Record::Failed(FailedEvent {
-                id: 0,
-                received_at: "2026-11-23T10:00:00.000Z".into(),
-                write_key: "k".into(),
-                code: "missing_event".into(),
-                message: "no event".into(),
-                raw: "{}".into(),
-            }),
-            Record::Delete(Identifiers {
-                user_ids: vec!["u".into()],
-                anonymous_ids: vec![],
-                seqs: vec![3, 1 << 40],
-            }),
-        ]
+    fn event_row(seq: u64) -> EventRow {
+        EventRow {
+            seq,
+            received_at_ms: 1_700_000_000_000,
+            fingerprint: 0xdead_beef,
+            write_key: "k".into(),
+            message_id: format!("m-{seq}"),
+            user_id: None,
+            anonymous_id: Some("a-ü".into()),
+            at: Position::default(),
+        }
+    }
+
+    fn failed() -> FailedEvent {
+        FailedEvent {
+            id: 0,
+            received_at: "2026-11-23T10:00:00.000Z".into(),
+            write_key: "k".into(),
+            code: "missing_event".into(),
+            message: "no event".into(),
+            raw: "{}".into(),
+        }
+    }
+
+    fn delete() -> Identifiers {
+        Identifiers {
+            user_ids: vec!["u".into()],
+            anonymous_ids: vec![],
+            seqs: vec![3, 1 << 40],
+        }
+    }
+
+    /// A frame of group `group` with one event (seq = group), a failed message and an erasure,
+    /// and the positions of the event and the erasure in the frame.
+    fn frame(group: u64) -> (Vec<u8>, [Position; 2]) {
+        let mut frame = FrameBuilder::new(group);
+        let body = format!("{{\"seq\":{group}}}");
+        let event = frame.push_event(&event_row(group), &[body.as_bytes()]);
+        frame.push_failed(&failed());
+        let erasure = frame.push_delete(&delete());
+        (frame.finish(), [event, erasure])
+    }
+
+    /// Appends [`frame`]`(group)`; the event's and the erasure's positions in the log.
+    fn append_both(log: &mut LogWriter, group: u64) -> [Position; 2] {
+        let (bytes, mut at) = frame(group);
+        let (segment, offset) = log.append(&bytes).expect("append");
+        for p in &mut at {
+            p.segment = segment;
+            p.offset += offset;
+        }
+        at
+    }
+
+    fn append(log: &mut LogWriter, group: u64) -> Position {
+        append_both(log, group)[0]
     }
 
     #[test]
     fn frames_read_back_as_written_and_a_torn_tail_ends_the_segment() {
         let dir = TempDir::new("log");
         let mut log = LogWriter::create(&dir.0, 1).expect("create");
-        for group in 1..=2 {
-            let mut frame = FrameBuilder::new(group);
-            for r in sample() {
-                frame.push(&r);
-            }
-            log.append(&frame.finish()).expect("append");
-        }
+        let positions: Vec<[Position; 2]> = (1..=2).map(|g| append_both(&mut log, g)).collect();
         let (_, path) = segments(&dir.0).expect("list").remove(0);
         let whole = std::fs::metadata(&path).expect("meta").len();
         // A third frame cut short, as a crash mid-write leaves it.
-        let mut torn = FrameBuilder::new(3);
-        torn.push(&sample()[0]);
-        let torn = torn.finish();
+        let (torn, _) = frame(3);
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&torn[..torn.len() - 3]).expect("write");
 
         let read = read_segment(&path, 1, 0).expect("read");
         let groups: Vec<u64> = read.frames.iter().map(|f| f.group).collect();
         assert_eq!(groups, [1, 2]);
-        assert_eq!(read.frames[1].records, sample());
+        let mut row = event_row(2);
+        row.at = positions[1][0];
+        assert_eq!(
+            read.frames[1].records,
+            [
+                Record::Event(row),
+                Record::Failed(failed()),
+                Record::Delete {
+                    ids: delete(),
+                    at: positions[1][1]
+                }
+            ]
+        );
         assert_eq!(read.last_group, Some(2));
         assert_eq!(
             read.valid_len, whole,
             "the valid part ends where the torn frame starts"
         );
+        let mut bodies = BodyReader::new(&dir.0);
+        assert_eq!(
+            bodies.read(2, positions[1][0]).expect("body").as_deref(),
+            Some("{\"seq\":2}")
+        );
+        assert_eq!(
+            bodies.read(1, positions[0][0]).expect("body").as_deref(),
+            Some("{\"seq\":1}")
+        );
+        let err = bodies
+            .read(7, positions[0][0])
+            .expect_err("another event's record");
+        assert!(err.to_string().contains("not event 7"), "{err}");
     }
 
     #[test]
     fn a_flipped_byte_fails_the_checksum() {
         let dir = TempDir::new("log");
         let mut log = LogWriter::create(&dir.0, 1).expect("create");
-        let mut frame = FrameBuilder::new(1);
-        frame.push(&sample()[0]);
-        log.append(&frame.finish()).expect("append");
+        append(&mut log, 1);
         let (_, path) = segments(&dir.0).expect("list").remove(0);
         let mut data = std::fs::read(&path).expect("read");
         let last = data.len() - 2;
@@ -527,53 +707,68 @@ mod tests {
     }
 
     #[test]
-    fn only_segments_wholly_durable_are_deleted_and_never_the_newest() {
+    fn a_scrubbed_record_is_zeroed_and_its_frame_stepped_over_once_applied() {
         let dir = TempDir::new("log");
         let mut log = LogWriter::create(&dir.0, 1).expect("create");
-        log.rotate(5).expect("rotate");
-        log.rotate(9).expect("rotate");
-        // Groups 1..=4 and 5..=8 are closed; 9.. is being written.
-        assert_eq!(delete_durable(&dir.0, 3, true).expect("delete"), 0);
-        assert_eq!(delete_durable(&dir.0, 6, true).expect("delete"), 1);
-        assert_eq!(delete_durable(&dir.0, 100, true).expect("delete"), 1);
-        let left: Vec<u64> = segments(&dir.0)
+        let erased = append(&mut log, 1);
+        let kept = append(&mut log, 2);
+        let (_, path) = segments(&dir.0).expect("list").remove(0);
+        let before = std::fs::read(&path).expect("read");
+        scrub(&dir.0, &[erased]).expect("scrub");
+        let after = std::fs::read(&path).expect("read");
+        assert_eq!(after.len(), before.len(), "zeroed in place");
+        let range = erased.offset as usize..(erased.offset + u64::from(erased.len)) as usize;
+        assert!(after[range.clone()].iter().all(|b| *b == 0));
+        assert_eq!(after[..range.start], before[..range.start]);
+        assert_eq!(after[range.end..], before[range.end..]);
+        assert!(
+            !String::from_utf8_lossy(&after).contains("m-1"),
+            "the erased record's IDs are gone too"
+        );
+
+        // Group 1 is applied: its frame is stepped over and group 2 still reads.
+        let read = read_segment(&path, 1, 1).expect("read");
+        assert_eq!(read.frames.len(), 1);
+        assert_eq!(read.frames[0].group, 2);
+        assert_eq!(read.valid_len, after.len() as u64);
+        let mut bodies = BodyReader::new(&dir.0);
+        assert_eq!(
+            bodies.read(1, erased).expect("erased"),
+            None,
+            "nothing left to read"
+        );
+        assert_eq!(
+            bodies.read(2, kept).expect("body").as_deref(),
+            Some("{\"seq\":2}")
+        );
+        // Were group 1 not applied, its zeroed frame would fail its checksum.
+        assert_eq!(read_segment(&path, 1, 0).expect("read").valid_len, 0);
+    }
+
+    #[test]
+    fn appends_say_where_each_frame_went_and_segments_are_kept() {
+        let dir = TempDir::new("log");
+        let mut log = LogWriter::create(&dir.0, 1).expect("create");
+        append(&mut log, 1);
+        let at = append(&mut log, 2);
+        assert!(at.offset > 0, "the second frame follows the first");
+        log.rotate(3).expect("rotate");
+        let third = append(&mut log, 3);
+        assert_eq!(third.segment, 3, "a rotated log writes to the new segment");
+        let names: Vec<u64> = segments(&dir.0)
             .expect("list")
             .iter()
             .map(|s| s.0)
             .collect();
-        assert_eq!(left, [9]);
-        assert_eq!(spares(&dir.0).expect("spares").len(), 2, "kept for reuse");
-        // Segment 10 reuses one spare; after an erasure nothing old stays: segment 9 and the
-        // other spare go.
-        log.rotate(10).expect("rotate");
-        assert_eq!(spares(&dir.0).expect("spares").len(), 1);
-        assert_eq!(delete_durable(&dir.0, 9, false).expect("delete"), 2);
-        assert_eq!(std::fs::read_dir(&dir.0).expect("dir").count(), 1);
+        assert_eq!(names, [1, 3], "segments are kept: they hold the bodies");
     }
 
     #[test]
-    fn a_reused_segment_s_old_frames_are_not_read_as_new_ones() {
+    fn spares_left_by_an_older_version_are_removed() {
         let dir = TempDir::new("log");
-        let mut log = LogWriter::create(&dir.0, 1).expect("create");
-        let frame = |group: u64| {
-            let mut f = FrameBuilder::new(group);
-            f.push(&sample()[0]);
-            f.finish()
-        };
-        for group in 1..=3 {
-            log.append(&frame(group)).expect("append");
-        }
-        log.rotate(4).expect("rotate");
-        log.append(&frame(4)).expect("append");
-        delete_durable(&dir.0, 3, true).expect("retire");
-        // Segment 5 reuses segment 1's file: one new frame over three old ones.
-        log.rotate(5).expect("rotate");
-        log.append(&frame(5)).expect("append");
-        let (first, path) = segments(&dir.0).expect("list").pop().expect("segment 5");
-        assert_eq!(first, 5);
-        let read = read_segment(&path, 5, 0).expect("read");
-        let groups: Vec<u64> = read.frames.iter().map(|f| f.group).collect();
-        assert_eq!(groups, [5], "groups 2 and 3 behind it are old");
-        assert!(std::fs::metadata(&path).expect("meta").len() > read.valid_len);
+        std::fs::write(dir.0.join(format!("{:020}{SPARE}", 4)), b"old").expect("spare");
+        LogWriter::create(&dir.0, 9).expect("create");
+        assert_eq!(remove_spares(&dir.0).expect("remove"), 1);
+        assert_eq!(std::fs::read_dir(&dir.0).expect("dir").count(), 1);
     }
 }
