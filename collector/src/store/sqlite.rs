@@ -44,7 +44,8 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 const MAX_INDEX_EVENTS: usize = 5_000;
 /// SQLite limits bound parameters; identifier sets are queried in chunks of this size.
 const MAX_IDS_PER_QUERY: usize = 400;
-/// How often an indexer commit fsyncs, making the log segments before it deletable.
+/// How often an indexer commit fsyncs, bounding how much of the log a power loss makes the next
+/// start replay.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often fingerprints older than the dedup window are deleted from SQLite.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
