@@ -1183,10 +1183,12 @@ fn event_ref(r: &rusqlite::Row<'_>) -> Result<EventRef, rusqlite::Error> {
     })
 }
 
-/// Reads the bodies of `rows` from the log and parses them. An event an erasure zeroed since
+/// Reads the bodies of `rows` from the log through `bodies` and parses them. An event an erasure
 /// its row was read is left out.
-fn load_events(rows: Vec<EventRef>, log_dir: &Path) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut bodies = BodyReader::new(log_dir);
+fn load_events(
+    mut bodies: BodyReader,
+    rows: Vec<EventRef>,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let seq = row.seq as u64;
@@ -1257,7 +1259,7 @@ impl super::Store for SqliteStore {
                 .read(move |conn| {
                     let mut found = find_events(conn, &ids, before, limit + 1).map_err(engine)?;
                     found.truncate(limit + 1);
-                    load_events(found, &log_dir)
+                    load_events(BodyReader::new(&log_dir), found)
                 })
                 .await?;
             let next_cursor = if items.len() > limit {
@@ -1288,7 +1290,7 @@ impl super::Store for SqliteStore {
                     .map_err(engine)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(engine)?;
-                load_events(rows, &log_dir)
+                load_events(BodyReader::sequential(&log_dir), rows)
             })
             .await
         })
