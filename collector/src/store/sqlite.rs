@@ -1184,7 +1184,7 @@ fn event_ref(r: &rusqlite::Row<'_>) -> Result<EventRef, rusqlite::Error> {
 }
 
 /// Reads the bodies of `rows` from the log through `bodies` and parses them. An event an erasure
-/// its row was read is left out.
+/// zeroed since its row was read is left out.
 fn load_events(
     mut bodies: BodyReader,
     rows: Vec<EventRef>,
