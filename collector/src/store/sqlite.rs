@@ -1087,10 +1087,13 @@ fn find_events(
     before: i64,
     limit: usize,
 ) -> Result<Vec<EventRef>, rusqlite::Error> {
-    let (first, last): (Option<i64>, Option<i64>) =
-        conn.query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    // Two subqueries: SQLite answers a lone min() or max() of the rowid from the B-tree's edge,
+    // but both in one query scan the table.
+    let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+        "SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut found: Vec<EventRef> = Vec::new();
     let (Some(first), Some(last)) = (first, last) else {
         return Ok(found);
