@@ -468,11 +468,43 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 
 /// `2026-11-23T10:00:00.123Z`.
 pub fn format_time(t: OffsetDateTime) -> String {
+    let mut out = String::new();
+    push_time(&mut out, t);
+    out
+}
+
+/// Appends `t` as [`format_time`] writes it. Called several times per message, so the usual
+/// shape is written directly rather than through `time`'s format description, which costs
+/// several times more; years outside 0–9999 take the description.
+fn push_time(out: &mut String, t: OffsetDateTime) {
     let t = t.to_offset(UtcOffset::UTC);
-    let fmt =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    t.format(fmt)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let fmt = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        match t.format(fmt) {
+            Ok(s) => out.push_str(&s),
+            Err(_) => out.push_str(&t.unix_timestamp().to_string()),
+        }
+        return;
+    }
+    let (hour, minute, second, nanos) = t.to_hms_nano();
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, u8::from(t.month()).into());
+    put(8, 2, t.day().into());
+    put(11, 2, hour.into());
+    put(14, 2, minute.into());
+    put(17, 2, second.into());
+    put(20, 3, nanos / 1_000_000);
+    out.push_str(std::str::from_utf8(&b).expect("ASCII digits"));
 }
 
 /// IPv4 to its /24, IPv6 to its /48.
@@ -659,6 +691,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn times_are_formatted_as_the_format_description_writes_them(
+            secs in -377_705_116_800i64..253_402_300_800,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let t = OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + Duration::nanoseconds(nanos.into());
+            let fmt = format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            );
+            prop_assert_eq!(format_time(t), t.format(fmt).unwrap());
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_the_envelope_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(text) = std::str::from_utf8(&bytes) {
