@@ -154,17 +154,48 @@ pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
     })
 }
 
-/// What the collector knows about the request, applied to every message.
+/// What the collector knows about the request, applied to every message. What is the same for
+/// every message (texts, the bot check of the request's user agent) is worked out once here.
 #[derive(Debug, Clone)]
 pub struct RequestInfo<'a> {
-    pub received_at: OffsetDateTime,
-    /// `received_at` formatted once for every message of the request.
-    pub received_text: String,
-    pub ip: Option<IpAddr>,
-    pub truncate_ip: bool,
-    pub user_agent: Option<&'a str>,
+    received_at: OffsetDateTime,
+    received_text: String,
+    /// The client IP as stored (truncated if asked).
+    ip_text: Option<String>,
+    truncate_ip: bool,
+    user_agent: Option<&'a str>,
+    user_agent_is_bot: bool,
     /// The single-message endpoint's type (`/v1/track` → `track`); `None` for batches.
-    pub implied_type: Option<&'static str>,
+    implied_type: Option<&'static str>,
+}
+
+impl<'a> RequestInfo<'a> {
+    pub fn new(
+        received_at: OffsetDateTime,
+        ip: Option<IpAddr>,
+        truncate_ip: bool,
+        user_agent: Option<&'a str>,
+        implied_type: Option<&'static str>,
+    ) -> Self {
+        RequestInfo {
+            received_at,
+            received_text: format_time(received_at),
+            ip_text: ip.map(|ip| stored_ip(ip, truncate_ip)),
+            truncate_ip,
+            user_agent,
+            user_agent_is_bot: user_agent.is_some_and(is_bot),
+            implied_type,
+        }
+    }
+
+    pub fn received_at(&self) -> OffsetDateTime {
+        self.received_at
+    }
+
+    /// `received_at` as stored (`receivedAt`).
+    pub fn received_text(&self) -> &str {
+        &self.received_text
+    }
 }
 
 /// A valid message, normalised (docs/api.md "Event (as stored)").
@@ -371,28 +402,31 @@ pub fn normalise(
         }
     }
     let ip = match context.get("ip").and_then(Value::as_str) {
-        Some(given) => given.parse::<IpAddr>().ok(),
-        None => info.ip,
+        Some(given) => given
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| stored_ip(ip, info.truncate_ip)),
+        None => info.ip_text.clone(),
     };
     match ip {
         Some(ip) => {
-            let ip = if info.truncate_ip { truncate(ip) } else { ip };
-            context.insert("ip".into(), Value::String(ip.to_string()));
+            context.insert("ip".into(), Value::String(ip));
         }
         None => {
             context.remove("ip");
         }
     }
-    if !context.contains_key("userAgent")
-        && let Some(ua) = info.user_agent
-    {
-        context.insert("userAgent".into(), Value::String(ua.to_owned()));
-    }
-    if context
-        .get("userAgent")
-        .and_then(Value::as_str)
-        .is_some_and(is_bot)
-    {
+    let bot = match context.get("userAgent") {
+        Some(ua) => ua.as_str().is_some_and(is_bot),
+        None => match info.user_agent {
+            Some(ua) => {
+                context.insert("userAgent".into(), Value::String(ua.to_owned()));
+                info.user_agent_is_bot
+            }
+            None => false,
+        },
+    };
+    if bot {
         context.insert("bot".into(), Value::Bool(true));
     }
     let consent_denied = context
@@ -507,6 +541,10 @@ fn push_time(out: &mut String, t: OffsetDateTime) {
     out.push_str(std::str::from_utf8(&b).expect("ASCII digits"));
 }
 
+fn stored_ip(ip: IpAddr, truncate_ip: bool) -> String {
+    if truncate_ip { truncate(ip) } else { ip }.to_string()
+}
+
 /// IPv4 to its /24, IPv6 to its /48.
 fn truncate(ip: IpAddr) -> IpAddr {
     match ip {
@@ -539,7 +577,29 @@ const BOT_MARKERS: [&str; 14] = [
     "spider",
 ];
 
+/// One of these is in every marker (and in `bot/`, `bot;`): a user agent without any, which is
+/// nearly every one, is no bot, found in one pass without lower-casing a copy.
+const BOT_ANCHORS: [&[u8]; 5] = [
+    b"bot",
+    b"spider",
+    b"slurp",
+    b"facebookexternalhit",
+    b"crawler",
+];
+
 pub fn is_bot(user_agent: &str) -> bool {
+    let bytes = user_agent.as_bytes();
+    let anchored = (0..bytes.len()).any(|i| {
+        matches!(bytes[i].to_ascii_lowercase(), b'b' | b's' | b'c' | b'f')
+            && BOT_ANCHORS.iter().any(|a| {
+                bytes
+                    .get(i..i + a.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(a))
+            })
+    });
+    if !anchored {
+        return false;
+    }
     let ua = user_agent.to_ascii_lowercase();
     BOT_MARKERS.iter().any(|m| ua.contains(m)) || ua.contains("bot/") || ua.contains("bot;")
 }
@@ -572,15 +632,17 @@ mod tests {
     use serde_json::json;
 
     fn info(received: &str) -> RequestInfo<'static> {
-        let received_at = parse_time(received).unwrap();
-        RequestInfo {
-            received_at,
-            received_text: format_time(received_at),
-            ip: Some("203.0.113.77".parse().unwrap()),
-            truncate_ip: false,
-            user_agent: Some("Mozilla/5.0 test"),
-            implied_type: None,
-        }
+        info_truncating(received, false)
+    }
+
+    fn info_truncating(received: &str, truncate_ip: bool) -> RequestInfo<'static> {
+        RequestInfo::new(
+            parse_time(received).unwrap(),
+            Some("203.0.113.77".parse().unwrap()),
+            truncate_ip,
+            Some("Mozilla/5.0 test"),
+            None,
+        )
     }
 
     fn one(message: Value, received: &str) -> Result<Normalised, Rejection> {
@@ -641,8 +703,7 @@ mod tests {
         .to_string();
         let mut envelope = parse_batch(&body).unwrap();
         let raw = envelope.messages.remove(0);
-        let mut request = info("2026-11-23T10:00:00Z");
-        request.truncate_ip = true;
+        let request = info_truncating("2026-11-23T10:00:00Z", true);
         let m = normalise(raw, &envelope, &request).unwrap().message;
         assert_eq!(m["context"]["bot"], true);
         assert_eq!(m["context"]["ip"], "203.0.113.0");
@@ -702,6 +763,17 @@ mod tests {
                 "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
             );
             prop_assert_eq!(format_time(t), t.format(fmt).unwrap());
+        }
+
+        #[test]
+        fn bots_are_found_as_by_lower_casing_and_searching_every_marker(
+            ua in "([a-zA-Z0-9 ;/().-]{0,12}(Bot|bOT|Spider|slurp|Crawler|facebookexternalhit|Googlebot|baiduSPIDER|YandexBot)?){0,4}",
+        ) {
+            let lower = ua.to_ascii_lowercase();
+            let expected = BOT_MARKERS.iter().any(|m| lower.contains(m))
+                || lower.contains("bot/")
+                || lower.contains("bot;");
+            prop_assert_eq!(is_bot(&ua), expected);
         }
 
         #[test]
