@@ -276,11 +276,13 @@ pub fn normalise(
             ));
         }
     };
-    m.insert("type".into(), Value::String(ty.into()));
+    if !m.contains_key("type") {
+        m.insert("type".into(), Value::String(ty.into()));
+    }
 
-    let user_id = id_field(&mut m, "userId")?;
-    let anonymous_id = id_field(&mut m, "anonymousId")?;
-    if user_id.is_none() && anonymous_id.is_none() {
+    let has_user_id = id_field(&mut m, "userId")?;
+    let has_anonymous_id = id_field(&mut m, "anonymousId")?;
+    if !has_user_id && !has_anonymous_id {
         return Err(reject(
             "missing_identity",
             "message has neither `userId` nor `anonymousId`",
@@ -302,13 +304,13 @@ pub fn normalise(
                 ));
             }
         },
-        "alias" if id_field(&mut m, "previousId")?.is_none() => {
+        "alias" if !id_field(&mut m, "previousId")? => {
             return Err(reject(
                 "missing_previous_id",
                 "`alias` message has no `previousId`",
             ));
         }
-        "group" if id_field(&mut m, "groupId")?.is_none() => {
+        "group" if !id_field(&mut m, "groupId")? => {
             return Err(reject(
                 "missing_group_id",
                 "`group` message has no `groupId`",
@@ -379,26 +381,36 @@ pub fn normalise(
     if timestamp > received + FUTURE_TOLERANCE {
         timestamp = received;
     }
-    m.insert("timestamp".into(), Value::String(format_time(timestamp)));
+    set_time(&mut m, "timestamp", timestamp);
     if let Some(d) = device_time {
-        m.insert("originalTimestamp".into(), Value::String(format_time(d)));
+        set_time(&mut m, "originalTimestamp", d);
     }
     if let Some(s) = sent_at {
-        m.insert("sentAt".into(), Value::String(format_time(s)));
+        set_time(&mut m, "sentAt", s);
     }
-    m.insert(
-        "receivedAt".into(),
-        Value::String(info.received_text.clone()),
-    );
+    match m.get_mut("receivedAt") {
+        Some(v) => *v = Value::String(info.received_text.clone()),
+        None => {
+            m.insert(
+                "receivedAt".into(),
+                Value::String(info.received_text.clone()),
+            );
+        }
+    }
 
-    // Context: the batch's under the message's own, then what the request tells us.
-    let mut context = match m.remove("context") {
-        Some(Value::Object(c)) => c,
-        _ => Map::new(),
+    // Context: the batch's under the message's own, then what the request tells us. Edited in
+    // place: `context` is an object or absent, as checked above.
+    if !matches!(m.get("context"), Some(Value::Object(_))) {
+        m.insert("context".into(), Value::Object(Map::new()));
+    }
+    let Some(Value::Object(context)) = m.get_mut("context") else {
+        unreachable!("`context` was just made an object");
     };
     if let Some(batch_context) = &envelope.context {
         for (k, v) in batch_context {
-            context.entry(k.clone()).or_insert_with(|| v.clone());
+            if !context.contains_key(k) {
+                context.insert(k.clone(), v.clone());
+            }
         }
     }
     let ip = match context.get("ip").and_then(Value::as_str) {
@@ -429,13 +441,13 @@ pub fn normalise(
     if bot {
         context.insert("bot".into(), Value::Bool(true));
     }
-    let consent_denied = context
+    let analytics_denied = context
         .get("consent")
         .and_then(|c| c.get("categoryPreferences"))
         .and_then(|p| p.get("analytics"))
-        == Some(&Value::Bool(false))
+        == Some(&Value::Bool(false));
+    let consent_denied = analytics_denied
         && !(ty == "track" && m.get("event").and_then(Value::as_str) == Some("Consent Updated"));
-    m.insert("context".into(), Value::Object(context));
 
     Ok(Normalised {
         message: m,
@@ -444,31 +456,51 @@ pub fn normalise(
 }
 
 /// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
-/// stored as a string.
-fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
-    let value = match m.get(field) {
-        None => return Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => {
+/// stored as a string. Whether the message has it.
+fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<bool, Rejection> {
+    let Some(value) = m.get_mut(field) else {
+        return Ok(false);
+    };
+    let len = match value {
+        Value::String(s) if s.trim().is_empty() => {
             m.remove(field);
-            return Ok(None);
+            return Ok(false);
         }
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
+        Value::String(s) => s.len(),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let len = text.len();
+            *value = Value::String(text);
+            len
+        }
+        other => {
             return Err(reject(
                 "invalid_field",
                 format!("`{field}` must be a string, not {}", kind(other)),
             ));
         }
     };
-    if value.len() > 1024 {
+    if len > 1024 {
         return Err(reject(
             "invalid_field",
             format!("`{field}` is longer than 1024 bytes"),
         ));
     }
-    m.insert(field.into(), Value::String(value.clone()));
-    Ok(Some(value))
+    Ok(true)
+}
+
+/// Sets `field` to `t` as [`format_time`] writes it, in the string already there if any.
+fn set_time(m: &mut Map<String, Value>, field: &str, t: OffsetDateTime) {
+    match m.get_mut(field) {
+        Some(Value::String(s)) => {
+            s.clear();
+            push_time(s, t);
+        }
+        Some(other) => *other = Value::String(format_time(t)),
+        None => {
+            m.insert(field.into(), Value::String(format_time(t)));
+        }
+    }
 }
 
 fn timestamp_field(
