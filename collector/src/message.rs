@@ -455,6 +455,89 @@ pub fn normalise(
     })
 }
 
+/// A normalised message as stored: byte for byte what `serde_json::to_string` writes. Nearly
+/// every string needs no escaping, so a scan of eight bytes at a time lets it be copied whole
+/// instead of escaped byte by byte; any other string, and every number, is still written by
+/// serde_json's own code.
+pub fn json_text(m: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(512);
+    push_object(&mut out, m);
+    out
+}
+
+fn push_object(out: &mut String, m: &Map<String, Value>) {
+    out.push('{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, k);
+        out.push(':');
+        push_value(out, v);
+    }
+    out.push('}');
+}
+
+fn push_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        // A Number's Display is its serialisation (itoa, or zmij for a float, always finite).
+        Value::Number(n) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => push_json_str(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(out, v);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => push_object(out, m),
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        out.push_str(&serde_json::to_string(s).expect("a string always serialises"));
+    } else {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// Whether `s` holds a byte JSON escapes: a control character, `"` or `\`.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // Whether a byte of `w` is below `n` (at most 0x80); exact ("Bit Twiddling Hacks").
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+    let escapes = |w: u64| {
+        below(w, 0x20)
+            || below(w ^ (ONES * u64::from(b'"')), 1)
+            || below(w ^ (ONES * u64::from(b'\\')), 1)
+    };
+    let mut words = s.chunks_exact(8);
+    if words
+        .by_ref()
+        .any(|w| escapes(u64::from_le_bytes(w.try_into().expect("eight bytes"))))
+    {
+        return true;
+    }
+    let rest = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    escapes(u64::from_le_bytes(last))
+}
+
 /// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
 /// stored as a string. Whether the message has it.
 fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<bool, Rejection> {
@@ -783,6 +866,27 @@ mod tests {
         })
     }
 
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[a-z\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{1F600}]{0,8}".prop_map(Value::String),
+            "[a-z\u{e9}\u{1F600}]{0,20}[\"\\\\\\x00-\\x1f]?[a-z\u{e9}]{0,20}"
+                .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn times_are_formatted_as_the_format_description_writes_them(
@@ -806,6 +910,22 @@ mod tests {
                 || lower.contains("bot/")
                 || lower.contains("bot;");
             prop_assert_eq!(is_bot(&ua), expected);
+        }
+
+        #[test]
+        fn stored_text_is_what_serde_json_writes(
+            m in prop::collection::btree_map("\\PC{0,6}|[\"\\\\\\x00-\\x1f\\x7f]{1,3}", any_json(), 0..6),
+        ) {
+            let m: Map<String, Value> = m.into_iter().collect();
+            prop_assert_eq!(json_text(&m), serde_json::to_string(&m).unwrap());
+        }
+
+        #[test]
+        fn escapes_are_found_eight_bytes_at_a_time_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20)], 0..40),
+        ) {
+            let expected = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            prop_assert_eq!(needs_escape(&bytes), expected);
         }
 
         #[test]
