@@ -525,17 +525,13 @@ fn needs_escape(s: &[u8]) -> bool {
             || below(w ^ (ONES * u64::from(b'"')), 1)
             || below(w ^ (ONES * u64::from(b'\\')), 1)
     };
-    let mut words = s.chunks_exact(8);
-    if words
-        .by_ref()
-        .any(|w| escapes(u64::from_le_bytes(w.try_into().expect("eight bytes"))))
-    {
-        return true;
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes"));
+    match s.len() {
+        0..8 => s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+        // The last eight bytes cover the rest, overlapping the last whole word: copying the rest
+        // into a padded word instead stalls on store forwarding.
+        n => s.chunks_exact(8).any(|w| escapes(word(w))) || escapes(word(&s[n - 8..])),
     }
-    let rest = words.remainder();
-    let mut last = [b'a'; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    escapes(u64::from_le_bytes(last))
 }
 
 /// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
