@@ -112,14 +112,13 @@ async fn accept(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let ip = state.sources.trusted_proxies.client_ip(peer, headers);
-    let info = RequestInfo {
+    let info = RequestInfo::new(
         received_at,
-        received_text: message::format_time(received_at),
         ip,
-        truncate_ip: state.config.truncate_ip,
-        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        state.config.truncate_ip,
+        headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
         implied_type,
-    };
+    );
     let outcome = validate(state, &write_key, envelope, &info);
     let Checked {
         write,
@@ -263,8 +262,8 @@ fn validate(
     mut envelope: Envelope<'_>,
     info: &RequestInfo<'_>,
 ) -> Checked {
-    let received_ms = (info.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let received_text = &info.received_text;
+    let received_ms = (info.received_at().unix_timestamp_nanos() / 1_000_000) as i64;
+    let received_text = info.received_text();
     let messages = std::mem::take(&mut envelope.messages);
     let mut out = Checked {
         write: Write {
@@ -298,7 +297,7 @@ fn validate(
             Err(rejection) => {
                 out.write.failed.push(FailedEvent {
                     id: 0,
-                    received_at: received_text.clone(),
+                    received_at: received_text.to_owned(),
                     write_key: write_key.to_owned(),
                     code: rejection.code.to_owned(),
                     message: rejection.message.clone(),

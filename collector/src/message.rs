@@ -154,17 +154,48 @@ pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
     })
 }
 
-/// What the collector knows about the request, applied to every message.
+/// What the collector knows about the request, applied to every message. What is the same for
+/// every message (texts, the bot check of the request's user agent) is worked out once here.
 #[derive(Debug, Clone)]
 pub struct RequestInfo<'a> {
-    pub received_at: OffsetDateTime,
-    /// `received_at` formatted once for every message of the request.
-    pub received_text: String,
-    pub ip: Option<IpAddr>,
-    pub truncate_ip: bool,
-    pub user_agent: Option<&'a str>,
+    received_at: OffsetDateTime,
+    received_text: String,
+    /// The client IP as stored (truncated if asked).
+    ip_text: Option<String>,
+    truncate_ip: bool,
+    user_agent: Option<&'a str>,
+    user_agent_is_bot: bool,
     /// The single-message endpoint's type (`/v1/track` → `track`); `None` for batches.
-    pub implied_type: Option<&'static str>,
+    implied_type: Option<&'static str>,
+}
+
+impl<'a> RequestInfo<'a> {
+    pub fn new(
+        received_at: OffsetDateTime,
+        ip: Option<IpAddr>,
+        truncate_ip: bool,
+        user_agent: Option<&'a str>,
+        implied_type: Option<&'static str>,
+    ) -> Self {
+        RequestInfo {
+            received_at,
+            received_text: format_time(received_at),
+            ip_text: ip.map(|ip| stored_ip(ip, truncate_ip)),
+            truncate_ip,
+            user_agent,
+            user_agent_is_bot: user_agent.is_some_and(is_bot),
+            implied_type,
+        }
+    }
+
+    pub fn received_at(&self) -> OffsetDateTime {
+        self.received_at
+    }
+
+    /// `received_at` as stored (`receivedAt`).
+    pub fn received_text(&self) -> &str {
+        &self.received_text
+    }
 }
 
 /// A valid message, normalised (docs/api.md "Event (as stored)").
@@ -245,11 +276,13 @@ pub fn normalise(
             ));
         }
     };
-    m.insert("type".into(), Value::String(ty.into()));
+    if !m.contains_key("type") {
+        m.insert("type".into(), Value::String(ty.into()));
+    }
 
-    let user_id = id_field(&mut m, "userId")?;
-    let anonymous_id = id_field(&mut m, "anonymousId")?;
-    if user_id.is_none() && anonymous_id.is_none() {
+    let has_user_id = id_field(&mut m, "userId")?;
+    let has_anonymous_id = id_field(&mut m, "anonymousId")?;
+    if !has_user_id && !has_anonymous_id {
         return Err(reject(
             "missing_identity",
             "message has neither `userId` nor `anonymousId`",
@@ -271,13 +304,13 @@ pub fn normalise(
                 ));
             }
         },
-        "alias" if id_field(&mut m, "previousId")?.is_none() => {
+        "alias" if !id_field(&mut m, "previousId")? => {
             return Err(reject(
                 "missing_previous_id",
                 "`alias` message has no `previousId`",
             ));
         }
-        "group" if id_field(&mut m, "groupId")?.is_none() => {
+        "group" if !id_field(&mut m, "groupId")? => {
             return Err(reject(
                 "missing_group_id",
                 "`group` message has no `groupId`",
@@ -348,60 +381,73 @@ pub fn normalise(
     if timestamp > received + FUTURE_TOLERANCE {
         timestamp = received;
     }
-    m.insert("timestamp".into(), Value::String(format_time(timestamp)));
+    set_time(&mut m, "timestamp", timestamp);
     if let Some(d) = device_time {
-        m.insert("originalTimestamp".into(), Value::String(format_time(d)));
+        set_time(&mut m, "originalTimestamp", d);
     }
     if let Some(s) = sent_at {
-        m.insert("sentAt".into(), Value::String(format_time(s)));
+        set_time(&mut m, "sentAt", s);
     }
-    m.insert(
-        "receivedAt".into(),
-        Value::String(info.received_text.clone()),
-    );
+    match m.get_mut("receivedAt") {
+        Some(v) => *v = Value::String(info.received_text.clone()),
+        None => {
+            m.insert(
+                "receivedAt".into(),
+                Value::String(info.received_text.clone()),
+            );
+        }
+    }
 
-    // Context: the batch's under the message's own, then what the request tells us.
-    let mut context = match m.remove("context") {
-        Some(Value::Object(c)) => c,
-        _ => Map::new(),
+    // Context: the batch's under the message's own, then what the request tells us. Edited in
+    // place: `context` is an object or absent, as checked above.
+    if !matches!(m.get("context"), Some(Value::Object(_))) {
+        m.insert("context".into(), Value::Object(Map::new()));
+    }
+    let Some(Value::Object(context)) = m.get_mut("context") else {
+        unreachable!("`context` was just made an object");
     };
     if let Some(batch_context) = &envelope.context {
         for (k, v) in batch_context {
-            context.entry(k.clone()).or_insert_with(|| v.clone());
+            if !context.contains_key(k) {
+                context.insert(k.clone(), v.clone());
+            }
         }
     }
     let ip = match context.get("ip").and_then(Value::as_str) {
-        Some(given) => given.parse::<IpAddr>().ok(),
-        None => info.ip,
+        Some(given) => given
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| stored_ip(ip, info.truncate_ip)),
+        None => info.ip_text.clone(),
     };
     match ip {
         Some(ip) => {
-            let ip = if info.truncate_ip { truncate(ip) } else { ip };
-            context.insert("ip".into(), Value::String(ip.to_string()));
+            context.insert("ip".into(), Value::String(ip));
         }
         None => {
             context.remove("ip");
         }
     }
-    if !context.contains_key("userAgent")
-        && let Some(ua) = info.user_agent
-    {
-        context.insert("userAgent".into(), Value::String(ua.to_owned()));
-    }
-    if context
-        .get("userAgent")
-        .and_then(Value::as_str)
-        .is_some_and(is_bot)
-    {
+    let bot = match context.get("userAgent") {
+        Some(ua) => ua.as_str().is_some_and(is_bot),
+        None => match info.user_agent {
+            Some(ua) => {
+                context.insert("userAgent".into(), Value::String(ua.to_owned()));
+                info.user_agent_is_bot
+            }
+            None => false,
+        },
+    };
+    if bot {
         context.insert("bot".into(), Value::Bool(true));
     }
-    let consent_denied = context
+    let analytics_denied = context
         .get("consent")
         .and_then(|c| c.get("categoryPreferences"))
         .and_then(|p| p.get("analytics"))
-        == Some(&Value::Bool(false))
+        == Some(&Value::Bool(false));
+    let consent_denied = analytics_denied
         && !(ty == "track" && m.get("event").and_then(Value::as_str) == Some("Consent Updated"));
-    m.insert("context".into(), Value::Object(context));
 
     Ok(Normalised {
         message: m,
@@ -409,32 +455,131 @@ pub fn normalise(
     })
 }
 
-/// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
-/// stored as a string.
-fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
-    let value = match m.get(field) {
-        None => return Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            m.remove(field);
-            return Ok(None);
+/// A normalised message as stored: byte for byte what `serde_json::to_string` writes. Nearly
+/// every string needs no escaping, so a scan of eight bytes at a time lets it be copied whole
+/// instead of escaped byte by byte; any other string, and every number, is still written by
+/// serde_json's own code.
+pub fn json_text(m: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(512);
+    push_object(&mut out, m);
+    out
+}
+
+fn push_object(out: &mut String, m: &Map<String, Value>) {
+    out.push('{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
+        push_json_str(out, k);
+        out.push(':');
+        push_value(out, v);
+    }
+    out.push('}');
+}
+
+fn push_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        // A Number's Display is its serialisation (itoa, or zmij for a float, always finite).
+        Value::Number(n) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => push_json_str(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(out, v);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => push_object(out, m),
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        out.push_str(&serde_json::to_string(s).expect("a string always serialises"));
+    } else {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// Whether `s` holds a byte JSON escapes: a control character, `"` or `\`.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // Whether a byte of `w` is below `n` (at most 0x80); exact ("Bit Twiddling Hacks").
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH != 0;
+    let escapes = |w: u64| {
+        below(w, 0x20)
+            || below(w ^ (ONES * u64::from(b'"')), 1)
+            || below(w ^ (ONES * u64::from(b'\\')), 1)
+    };
+    let word = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes"));
+    match s.len() {
+        0..8 => s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+        // The last eight bytes cover the rest, overlapping the last whole word: copying the rest
+        // into a padded word instead stalls on store forwarding.
+        n => s.chunks_exact(8).any(|w| escapes(word(w))) || escapes(word(&s[n - 8..])),
+    }
+}
+
+/// An identifier field: a non-empty string, or a number (some clients send numeric user IDs),
+/// stored as a string. Whether the message has it.
+fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<bool, Rejection> {
+    let Some(value) = m.get_mut(field) else {
+        return Ok(false);
+    };
+    let len = match value {
+        Value::String(s) if s.trim().is_empty() => {
+            m.remove(field);
+            return Ok(false);
+        }
+        Value::String(s) => s.len(),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let len = text.len();
+            *value = Value::String(text);
+            len
+        }
+        other => {
             return Err(reject(
                 "invalid_field",
                 format!("`{field}` must be a string, not {}", kind(other)),
             ));
         }
     };
-    if value.len() > 1024 {
+    if len > 1024 {
         return Err(reject(
             "invalid_field",
             format!("`{field}` is longer than 1024 bytes"),
         ));
     }
-    m.insert(field.into(), Value::String(value.clone()));
-    Ok(Some(value))
+    Ok(true)
+}
+
+/// Sets `field` to `t` as [`format_time`] writes it, in the string already there if any.
+fn set_time(m: &mut Map<String, Value>, field: &str, t: OffsetDateTime) {
+    match m.get_mut(field) {
+        Some(Value::String(s)) => {
+            s.clear();
+            push_time(s, t);
+        }
+        Some(other) => *other = Value::String(format_time(t)),
+        None => {
+            m.insert(field.into(), Value::String(format_time(t)));
+        }
+    }
 }
 
 fn timestamp_field(
@@ -468,11 +613,47 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 
 /// `2026-11-23T10:00:00.123Z`.
 pub fn format_time(t: OffsetDateTime) -> String {
+    let mut out = String::new();
+    push_time(&mut out, t);
+    out
+}
+
+/// Appends `t` as [`format_time`] writes it. Called several times per message, so the usual
+/// shape is written directly rather than through `time`'s format description, which costs
+/// several times more; years outside 0–9999 take the description.
+fn push_time(out: &mut String, t: OffsetDateTime) {
     let t = t.to_offset(UtcOffset::UTC);
-    let fmt =
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    t.format(fmt)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let fmt = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        match t.format(fmt) {
+            Ok(s) => out.push_str(&s),
+            Err(_) => out.push_str(&t.unix_timestamp().to_string()),
+        }
+        return;
+    }
+    let (hour, minute, second, nanos) = t.to_hms_nano();
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, u8::from(t.month()).into());
+    put(8, 2, t.day().into());
+    put(11, 2, hour.into());
+    put(14, 2, minute.into());
+    put(17, 2, second.into());
+    put(20, 3, nanos / 1_000_000);
+    out.push_str(std::str::from_utf8(&b).expect("ASCII digits"));
+}
+
+fn stored_ip(ip: IpAddr, truncate_ip: bool) -> String {
+    if truncate_ip { truncate(ip) } else { ip }.to_string()
 }
 
 /// IPv4 to its /24, IPv6 to its /48.
@@ -507,7 +688,29 @@ const BOT_MARKERS: [&str; 14] = [
     "spider",
 ];
 
+/// One of these is in every marker (and in `bot/`, `bot;`): a user agent without any, which is
+/// nearly every one, is no bot, found in one pass without lower-casing a copy.
+const BOT_ANCHORS: [&[u8]; 5] = [
+    b"bot",
+    b"spider",
+    b"slurp",
+    b"facebookexternalhit",
+    b"crawler",
+];
+
 pub fn is_bot(user_agent: &str) -> bool {
+    let bytes = user_agent.as_bytes();
+    let anchored = (0..bytes.len()).any(|i| {
+        matches!(bytes[i].to_ascii_lowercase(), b'b' | b's' | b'c' | b'f')
+            && BOT_ANCHORS.iter().any(|a| {
+                bytes
+                    .get(i..i + a.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(a))
+            })
+    });
+    if !anchored {
+        return false;
+    }
     let ua = user_agent.to_ascii_lowercase();
     BOT_MARKERS.iter().any(|m| ua.contains(m)) || ua.contains("bot/") || ua.contains("bot;")
 }
@@ -540,15 +743,17 @@ mod tests {
     use serde_json::json;
 
     fn info(received: &str) -> RequestInfo<'static> {
-        let received_at = parse_time(received).unwrap();
-        RequestInfo {
-            received_at,
-            received_text: format_time(received_at),
-            ip: Some("203.0.113.77".parse().unwrap()),
-            truncate_ip: false,
-            user_agent: Some("Mozilla/5.0 test"),
-            implied_type: None,
-        }
+        info_truncating(received, false)
+    }
+
+    fn info_truncating(received: &str, truncate_ip: bool) -> RequestInfo<'static> {
+        RequestInfo::new(
+            parse_time(received).unwrap(),
+            Some("203.0.113.77".parse().unwrap()),
+            truncate_ip,
+            Some("Mozilla/5.0 test"),
+            None,
+        )
     }
 
     fn one(message: Value, received: &str) -> Result<Normalised, Rejection> {
@@ -609,8 +814,7 @@ mod tests {
         .to_string();
         let mut envelope = parse_batch(&body).unwrap();
         let raw = envelope.messages.remove(0);
-        let mut request = info("2026-11-23T10:00:00Z");
-        request.truncate_ip = true;
+        let request = info_truncating("2026-11-23T10:00:00Z", true);
         let m = normalise(raw, &envelope, &request).unwrap().message;
         assert_eq!(m["context"]["bot"], true);
         assert_eq!(m["context"]["ip"], "203.0.113.0");
@@ -658,7 +862,68 @@ mod tests {
         })
     }
 
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "\\PC{0,12}".prop_map(Value::String),
+            "[a-z\"\\\\\\x00-\\x1f\\x7f\u{e9}\u{1F600}]{0,8}".prop_map(Value::String),
+            "[a-z\u{e9}\u{1F600}]{0,20}[\"\\\\\\x00-\\x1f]?[a-z\u{e9}]{0,20}"
+                .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        #[test]
+        fn times_are_formatted_as_the_format_description_writes_them(
+            secs in -377_705_116_800i64..253_402_300_800,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let t = OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + Duration::nanoseconds(nanos.into());
+            let fmt = format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            );
+            prop_assert_eq!(format_time(t), t.format(fmt).unwrap());
+        }
+
+        #[test]
+        fn bots_are_found_as_by_lower_casing_and_searching_every_marker(
+            ua in "([a-zA-Z0-9 ;/().-]{0,12}(Bot|bOT|Spider|slurp|Crawler|facebookexternalhit|Googlebot|baiduSPIDER|YandexBot)?){0,4}",
+        ) {
+            let lower = ua.to_ascii_lowercase();
+            let expected = BOT_MARKERS.iter().any(|m| lower.contains(m))
+                || lower.contains("bot/")
+                || lower.contains("bot;");
+            prop_assert_eq!(is_bot(&ua), expected);
+        }
+
+        #[test]
+        fn stored_text_is_what_serde_json_writes(
+            m in prop::collection::btree_map("\\PC{0,6}|[\"\\\\\\x00-\\x1f\\x7f]{1,3}", any_json(), 0..6),
+        ) {
+            let m: Map<String, Value> = m.into_iter().collect();
+            prop_assert_eq!(json_text(&m), serde_json::to_string(&m).unwrap());
+        }
+
+        #[test]
+        fn escapes_are_found_eight_bytes_at_a_time_as_one_by_one(
+            bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20)], 0..40),
+        ) {
+            let expected = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            prop_assert_eq!(needs_escape(&bytes), expected);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_the_envelope_parser(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(text) = std::str::from_utf8(&bytes) {

@@ -90,7 +90,7 @@ impl NewEvent {
             received_at_ms,
             user_id: text("userId"),
             anonymous_id: text("anonymousId"),
-            json: serde_json::to_string(&message).expect("a JSON map always serialises"),
+            json: crate::message::json_text(&message),
             message,
         }
     }
