@@ -374,7 +374,9 @@ pub fn normalise(
     };
     let received = info.received_at;
     let mut timestamp = match (device_time, sent_at) {
-        (Some(d), Some(s)) => received - (s - d),
+        // Clocks thousands of years apart put the correction outside the dates `time` holds:
+        // no useful device time, so the receipt time, as for a device clock in the future.
+        (Some(d), Some(s)) => received.checked_sub(s - d).unwrap_or(received),
         (Some(d), None) => d,
         (None, _) => received,
     };
@@ -794,6 +796,24 @@ mod tests {
         .unwrap()
         .message;
         assert_eq!(m["timestamp"], "2026-11-22T22:16:28.814Z");
+    }
+
+    #[test]
+    fn a_correction_past_the_dates_time_holds_falls_back_to_receipt() {
+        // Sent 10,000 years before it happened: received − (sentAt − timestamp) is past 9999.
+        for (timestamp, sent_at) in [("9999-12-31T00:00:00Z", "0000-01-01T00:00:00Z")] {
+            let m = one(
+                json!({"type": "track", "event": "E", "userId": "u", "timestamp": timestamp, "sentAt": sent_at}),
+                "2026-11-23T10:00:00.000Z",
+            )
+            .unwrap()
+            .message;
+            assert_eq!(
+                m["timestamp"], "2026-11-23T10:00:00.000Z",
+                "{timestamp} sent {sent_at}"
+            );
+            assert_eq!(m["originalTimestamp"], timestamp.replace("00Z", "00.000Z"));
+        }
     }
 
     #[test]
