@@ -801,19 +801,15 @@ mod tests {
     #[test]
     fn a_correction_past_the_dates_time_holds_falls_back_to_receipt() {
         // Sent 10,000 years before it happened: received − (sentAt − timestamp) is past 9999.
-        for (timestamp, sent_at) in [("9999-12-31T00:00:00Z", "0000-01-01T00:00:00Z")] {
-            let m = one(
-                json!({"type": "track", "event": "E", "userId": "u", "timestamp": timestamp, "sentAt": sent_at}),
-                "2026-11-23T10:00:00.000Z",
-            )
-            .unwrap()
-            .message;
-            assert_eq!(
-                m["timestamp"], "2026-11-23T10:00:00.000Z",
-                "{timestamp} sent {sent_at}"
-            );
-            assert_eq!(m["originalTimestamp"], timestamp.replace("00Z", "00.000Z"));
-        }
+        let m = one(
+            json!({"type": "track", "event": "E", "userId": "u",
+                "timestamp": "9999-12-31T00:00:00Z", "sentAt": "0000-01-01T00:00:00Z"}),
+            "2026-11-23T10:00:00.000Z",
+        )
+        .unwrap()
+        .message;
+        assert_eq!(m["timestamp"], "2026-11-23T10:00:00.000Z");
+        assert_eq!(m["originalTimestamp"], "9999-12-31T00:00:00.000Z");
     }
 
     #[test]
