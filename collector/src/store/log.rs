@@ -251,15 +251,26 @@ impl Record {
     }
 }
 
-/// The body of the event record `record` (the bytes at its [`Position`]), checked to be the
-/// event `seq`.
-pub fn event_body(record: &[u8], seq: u64) -> Option<&str> {
+/// An event as read back from its log record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub write_key: String,
+    /// The stored JSON.
+    pub body: String,
+}
+
+/// The event record `record` (the bytes at its [`Position`]), checked to be the event `seq`.
+fn logged_event(record: &[u8], seq: u64) -> Option<LoggedEvent> {
     let mut cursor = Cursor(record);
-    if cursor.u8()? != EVENT || cursor.event_head()?.seq != seq {
+    if cursor.u8()? != EVENT {
         return None;
     }
+    let head = cursor.event_head()?;
     let body = cursor.str()?;
-    cursor.0.is_empty().then_some(body)
+    (head.seq == seq && cursor.0.is_empty()).then(|| LoggedEvent {
+        write_key: head.write_key,
+        body: body.to_owned(),
+    })
 }
 
 /// A frame ready to be written: header space reserved, then the group number.
@@ -552,25 +563,23 @@ impl BodyReader {
         Ok(&self.window[from..from + len])
     }
 
-    /// The body of event `seq`, logged at `at`; `None` once an erasure has zeroed it (a read
-    /// can race an erasure, which deletes the row first).
-    pub fn read(&mut self, seq: u64, at: Position) -> io::Result<Option<String>> {
+    /// Event `seq`, logged at `at`; `None` once an erasure has zeroed it (a read can race an
+    /// erasure, which deletes the row first).
+    pub fn read(&mut self, seq: u64, at: Position) -> io::Result<Option<LoggedEvent>> {
         let record = self.record(at)?;
         if record.first() == Some(&0) {
             return Ok(None);
         }
-        event_body(record, seq)
-            .map(|b| Some(b.to_owned()))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the record at byte {} of log segment {} is not event {seq}",
-                        at.offset,
-                        segment_name(at.segment)
-                    ),
-                )
-            })
+        logged_event(record, seq).map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the record at byte {} of log segment {} is not event {seq}",
+                    at.offset,
+                    segment_name(at.segment)
+                ),
+            )
+        })
     }
 }
 
@@ -671,6 +680,14 @@ mod tests {
         }
     }
 
+    /// What [`BodyReader`] gives for the event of [`frame`]`(seq)`.
+    fn logged(seq: u64) -> LoggedEvent {
+        LoggedEvent {
+            write_key: "k".into(),
+            body: format!("{{\"seq\":{seq}}}"),
+        }
+    }
+
     /// A frame of group `group` with one event (seq = group), a failed message and an erasure,
     /// and the positions of the event and the erasure in the frame.
     fn frame(group: u64) -> (Vec<u8>, [Position; 2]) {
@@ -735,16 +752,16 @@ mod tests {
         for (i, p) in positions.iter().enumerate() {
             let seq = i as u64 + 1;
             let body = sequential.read(seq, p[0]).expect("body");
-            assert_eq!(body, Some(format!("{{\"seq\":{seq}}}")));
+            assert_eq!(body, Some(logged(seq)));
         }
         let mut bodies = BodyReader::new(&dir.0);
         assert_eq!(
-            bodies.read(2, positions[1][0]).expect("body").as_deref(),
-            Some("{\"seq\":2}")
+            bodies.read(2, positions[1][0]).expect("body"),
+            Some(logged(2))
         );
         assert_eq!(
-            bodies.read(1, positions[0][0]).expect("body").as_deref(),
-            Some("{\"seq\":1}")
+            bodies.read(1, positions[0][0]).expect("body"),
+            Some(logged(1))
         );
         let err = bodies
             .read(7, positions[0][0])
@@ -798,10 +815,7 @@ mod tests {
             None,
             "nothing left to read"
         );
-        assert_eq!(
-            bodies.read(2, kept).expect("body").as_deref(),
-            Some("{\"seq\":2}")
-        );
+        assert_eq!(bodies.read(2, kept).expect("body"), Some(logged(2)));
         // Were group 1 not applied, its zeroed frame would fail its checksum.
         assert_eq!(read_segment(&path, 1, 0).expect("read").valid_len, 0);
     }

@@ -47,7 +47,7 @@ const MAX_IDS_PER_QUERY: usize = 400;
 /// How often an indexer commit fsyncs, bounding how much of the log a power loss makes the next
 /// start replay.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
-/// How often fingerprints older than the dedup window are deleted from SQLite.
+/// How often erased events' fingerprints older than the dedup window are deleted from SQLite.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a write waits for the index to come back under its lag bound before a 503.
 const LAG_WAIT: Duration = Duration::from_secs(2);
@@ -55,6 +55,9 @@ const LAG_WAIT: Duration = Duration::from_secs(2);
 const READ_WAIT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
+-- Rows are kept small, since SQLite rewrites what each commit touches: `write_key` and
+-- `message_id` are empty when the log record holds them (as it does the body), and take no
+-- bytes then. `dedup` is the (write key, messageId) fingerprint, read back at start-up.
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     write_key TEXT NOT NULL,
@@ -72,11 +75,9 @@ CREATE TABLE IF NOT EXISTS events (
     -- `seq >> CHUNK_BITS`: leads the identifier indexes (see `INDEXES`).
     chunk INTEGER
 );
--- Fingerprints of recent events for the start-up dedup rebuild, which then reads a few bytes
--- per event instead of whole rows. A rowid table keyed by seq takes each insert at its right
--- edge without a search (an index on (received_at, dedup) made indexing ~40% slower).
--- Erasing events keeps their fingerprints, so a client retrying an erased message is still
--- told it is a duplicate rather than storing it again.
+-- Fingerprints of erased events, so that a client retrying an erased message is still told it
+-- is a duplicate rather than storing it again. (Data dirs from before fingerprints were read
+-- from `events` also hold every event's here, until they leave the dedup window.)
 CREATE TABLE IF NOT EXISTS dedup (
     seq INTEGER PRIMARY KEY,
     received_at INTEGER NOT NULL,
@@ -483,26 +484,10 @@ fn start_checkpointer(
     Ok((stop, handle))
 }
 
-/// Data dirs from before the `dedup` table had an index on `events (received_at, dedup)`:
-/// its recent fingerprints move to the table and the index goes.
+/// Data dirs from before fingerprints were read from `events` at start-up had an index for
+/// that reading (and later copied the fingerprints into the `dedup` table); the index goes.
 fn migrate_dedup_index(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let old: bool = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_by_received'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if old {
-        conn.execute_batch(&format!(
-            "BEGIN;
-             INSERT OR IGNORE INTO dedup (seq, received_at, fingerprint)
-                 SELECT seq, received_at, dedup FROM events WHERE received_at >= {};
-             DROP INDEX events_by_received;
-             COMMIT;",
-            now_ms() - dedup::WINDOW_MS
-        ))?;
-        tracing::info!("Moved the dedup fingerprints from an index to the dedup table.");
-    }
-    Ok(())
+    conn.execute_batch("DROP INDEX IF EXISTS events_by_received;")
 }
 
 /// Data dirs from before bodies stayed in the log: their rows keep their bodies, and new rows
@@ -548,10 +533,30 @@ fn migrate_chunks(conn: &Connection) -> Result<(), rusqlite::Error> {
     Ok(())
 }
 
-/// Reads the fingerprints of the events received within the dedup window back into memory.
+/// How far out of seq order `received_at` may be (a clock stepped back) for the start-up
+/// reading of fingerprints to still find an event received within the dedup window.
+const CLOCK_SLACK_MS: i64 = 3_600_000;
+
+/// Reads the fingerprints of the events received within the dedup window back into memory:
+/// from the newest event backwards until one received before the window (less
+/// [`CLOCK_SLACK_MS`]), then those of erased events.
 fn rebuild_dedup(conn: &Connection) -> Result<DedupIndex, StoreError> {
     let cutoff = now_ms() - dedup::WINDOW_MS;
     let mut index = DedupIndex::new();
+    let mut stmt = conn
+        .prepare("SELECT dedup, received_at FROM events ORDER BY seq DESC")
+        .map_err(engine)?;
+    let mut rows = stmt.query([]).map_err(engine)?;
+    while let Some(row) = rows.next().map_err(engine)? {
+        let fp: i64 = row.get(0).map_err(engine)?;
+        let at: i64 = row.get(1).map_err(engine)?;
+        if at < cutoff - CLOCK_SLACK_MS {
+            break;
+        }
+        if at >= cutoff {
+            index.insert(fp as u64, at);
+        }
+    }
     let mut stmt = conn
         .prepare("SELECT fingerprint, received_at FROM dedup WHERE received_at >= ?")
         .map_err(engine)?;
@@ -961,9 +966,6 @@ impl Indexer {
                     "INSERT INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body, log_segment, log_offset, log_len, chunk)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', ?8, ?9, ?10, ?11)",
                 )?;
-                let mut insert_dedup = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO dedup (seq, received_at, fingerprint) VALUES (?1, ?2, ?3)",
-                )?;
                 let mut insert_failed = tx.prepare_cached(
                     "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
@@ -972,8 +974,8 @@ impl Indexer {
                         Record::Event(e) => {
                             insert.execute(params![
                                 e.seq as i64,
-                                e.write_key,
-                                e.message_id,
+                                "",
+                                "",
                                 e.fingerprint as i64,
                                 e.received_at_ms,
                                 e.user_id,
@@ -982,11 +984,6 @@ impl Indexer {
                                 e.at.offset as i64,
                                 i64::from(e.at.len),
                                 chunk_of(e.seq),
-                            ])?;
-                            insert_dedup.execute(params![
-                                e.seq as i64,
-                                e.received_at_ms,
-                                e.fingerprint as i64
                             ])?;
                         }
                         Record::Failed(f) => {
@@ -1038,6 +1035,10 @@ fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Err
     let mut scrub = conn.prepare_cached(
         "INSERT INTO scrub (log_segment, log_offset, log_len) VALUES (?1, ?2, ?3)",
     )?;
+    let mut keep_fingerprint = conn.prepare_cached(
+        "INSERT OR REPLACE INTO dedup (seq, received_at, fingerprint)
+         SELECT seq, received_at, dedup FROM events WHERE seq = ?",
+    )?;
     let mut delete = conn.prepare_cached("DELETE FROM events WHERE seq = ?")?;
     let mut n = 0u64;
     for event in found {
@@ -1048,6 +1049,7 @@ fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Err
                 i64::from(at.len)
             ])?;
         }
+        keep_fingerprint.execute([event.seq])?;
         n += delete.execute([event.seq])? as u64;
     }
     Ok(n)
@@ -1159,14 +1161,15 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-/// The columns reads select: `seq`, `write_key`, then where the body is.
+/// The columns reads select: `seq`, then the write key and body as kept in SQLite before they
+/// stayed in the log, then where the log record is.
 const EVENT_COLUMNS: &str = "seq, write_key, body, log_segment, log_offset, log_len";
 
 /// An event row as read, its body not yet taken from the log.
 struct EventRef {
     seq: i64,
+    /// The write key and body kept in SQLite by data dirs from before they stayed in the log.
     write_key: String,
-    /// The body kept in SQLite by data dirs from before bodies stayed in the log.
     body: String,
     at: Option<Position>,
 }
@@ -1197,10 +1200,10 @@ fn load_events(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let seq = row.seq as u64;
-        let body = match row.at {
-            None => row.body,
+        let (write_key, body) = match row.at {
+            None => (row.write_key, row.body),
             Some(at) => match bodies.read(seq, at) {
-                Ok(Some(body)) => body,
+                Ok(Some(logged)) => (logged.write_key, logged.body),
                 Ok(None) => continue,
                 Err(e) => {
                     return Err(StoreError::Engine(format!(
@@ -1213,7 +1216,7 @@ fn load_events(
             .map_err(|e| StoreError::Engine(format!("event {seq} has a corrupt body: {e}")))?;
         out.push(StoredEvent {
             seq,
-            write_key: row.write_key,
+            write_key,
             message,
         });
     }
@@ -1724,6 +1727,18 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(2, Some("m2")), (3, Some("m3"))]
         );
+        // The erased message's fingerprint outlives its row: a retry is still a duplicate.
+        let retry = store
+            .append(Write {
+                events: vec![
+                    event("k", "m1", Some("gone-user"), None),
+                    event("k", "m2", Some("kept-user"), None),
+                ],
+                failed: Vec::new(),
+            })
+            .await
+            .expect("retry");
+        assert_eq!(retry, [Appended::Duplicate, Appended::Duplicate]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
