@@ -1394,8 +1394,28 @@ impl super::Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NewEvent;
     use crate::store::Store as _;
     use crate::store::conformance::{TempDir, event};
+
+    /// Appends `events` as one write; `what` names the step if it fails.
+    async fn append(store: &SqliteStore, events: Vec<NewEvent>, what: &str) -> Vec<Appended> {
+        store
+            .append(Write {
+                events,
+                failed: Vec::new(),
+            })
+            .await
+            .expect(what)
+    }
+
+    /// An event of a user about to be erased (`m1`) and one of a user who stays (`m2`).
+    fn gone_and_kept() -> Vec<NewEvent> {
+        vec![
+            event("k", "m1", Some("gone-user"), None),
+            event("k", "m2", Some("kept-user"), None),
+        ]
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_engine_passes_the_conformance_suite() {
@@ -1460,13 +1480,12 @@ mod tests {
         let dir = TempDir::new("sqlite-recovery");
         let first = {
             let store = SqliteStore::open(&dir.0).expect("open");
-            store
-                .append(Write {
-                    events: vec![event("k", "indexed", Some("u"), None)],
-                    failed: Vec::new(),
-                })
-                .await
-                .expect("append")
+            append(
+                &store,
+                vec![event("k", "indexed", Some("u"), None)],
+                "append",
+            )
+            .await
         };
         assert_eq!(first, [Appended::Stored { seq: 1 }]);
         // Groups 2 and 3 reached the log but not SQLite; group 4 (an erasure) was torn.
@@ -1485,16 +1504,15 @@ mod tests {
             ],
             "the torn erasure was never acknowledged, so it must not apply"
         );
-        let again = store
-            .append(Write {
-                events: vec![
-                    event("k", "logged-2", Some("u"), None),
-                    event("k", "new", Some("u"), None),
-                ],
-                failed: Vec::new(),
-            })
-            .await
-            .expect("append");
+        let again = append(
+            &store,
+            vec![
+                event("k", "logged-2", Some("u"), None),
+                event("k", "new", Some("u"), None),
+            ],
+            "append",
+        )
+        .await;
         assert_eq!(
             again,
             [Appended::Duplicate, Appended::Stored { seq: 4 }],
@@ -1527,21 +1545,19 @@ mod tests {
             .expect("old row");
         }
         let store = SqliteStore::open(&dir.0).expect("open");
-        let again = store
-            .append(Write {
-                events: vec![event("k", "before-upgrade", Some("u"), None)],
-                failed: Vec::new(),
-            })
-            .await
-            .expect("append");
+        let again = append(
+            &store,
+            vec![event("k", "before-upgrade", Some("u"), None)],
+            "append",
+        )
+        .await;
         assert_eq!(again, [Appended::Duplicate]);
-        store
-            .append(Write {
-                events: vec![event("k", "after-upgrade", Some("u"), None)],
-                failed: Vec::new(),
-            })
-            .await
-            .expect("append");
+        append(
+            &store,
+            vec![event("k", "after-upgrade", Some("u"), None)],
+            "append",
+        )
+        .await;
         // The old row keeps its body in SQLite, the new one is read from the log; both are
         // found through the re-built identifier index.
         let ids = Identifiers {
@@ -1581,17 +1597,16 @@ mod tests {
         drop(conn);
         let store = SqliteStore::open(&dir.0).expect("reopen");
         for b in 0..4 {
-            store
-                .append(Write {
-                    events: vec![
-                        event("k", &format!("u{b}"), Some("u"), Some("a")),
-                        event("k", &format!("a{b}"), None, Some("a")),
-                        event("k", &format!("x{b}"), Some("other"), None),
-                    ],
-                    failed: Vec::new(),
-                })
-                .await
-                .expect("append");
+            append(
+                &store,
+                vec![
+                    event("k", &format!("u{b}"), Some("u"), Some("a")),
+                    event("k", &format!("a{b}"), None, Some("a")),
+                    event("k", &format!("x{b}"), Some("other"), None),
+                ],
+                "append",
+            )
+            .await;
         }
         let first = (1u64 << CHUNK_BITS) - 2;
         let last = first + 11;
@@ -1692,16 +1707,7 @@ mod tests {
         };
         {
             let store = SqliteStore::open(&dir.0).expect("open");
-            store
-                .append(Write {
-                    events: vec![
-                        event("k", "m1", Some("gone-user"), None),
-                        event("k", "m2", Some("kept-user"), None),
-                    ],
-                    failed: Vec::new(),
-                })
-                .await
-                .expect("append");
+            append(&store, gone_and_kept(), "append").await;
             assert_eq!(store.delete_events_for(&gone).await.expect("erase"), 1);
             for (file, text) in data_dir_text(&dir.0) {
                 assert!(
@@ -1710,13 +1716,12 @@ mod tests {
                     file.display()
                 );
             }
-            store
-                .append(Write {
-                    events: vec![event("k", "m3", Some("kept-user"), None)],
-                    failed: Vec::new(),
-                })
-                .await
-                .expect("append after the erasure");
+            append(
+                &store,
+                vec![event("k", "m3", Some("kept-user"), None)],
+                "append after the erasure",
+            )
+            .await;
         }
         // The zeroed frame is stepped over at start-up; what is left reads back.
         let store = SqliteStore::open(&dir.0).expect("reopen");
@@ -1728,16 +1733,7 @@ mod tests {
             [(2, Some("m2")), (3, Some("m3"))]
         );
         // The erased message's fingerprint outlives its row: a retry is still a duplicate.
-        let retry = store
-            .append(Write {
-                events: vec![
-                    event("k", "m1", Some("gone-user"), None),
-                    event("k", "m2", Some("kept-user"), None),
-                ],
-                failed: Vec::new(),
-            })
-            .await
-            .expect("retry");
+        let retry = append(&store, gone_and_kept(), "retry").await;
         assert_eq!(retry, [Appended::Duplicate, Appended::Duplicate]);
     }
 
@@ -1746,16 +1742,7 @@ mod tests {
         let dir = TempDir::new("sqlite-erase-crash");
         {
             let store = SqliteStore::open(&dir.0).expect("open");
-            store
-                .append(Write {
-                    events: vec![
-                        event("k", "m1", Some("gone-user"), None),
-                        event("k", "m2", Some("kept-user"), None),
-                    ],
-                    failed: Vec::new(),
-                })
-                .await
-                .expect("append");
+            append(&store, gone_and_kept(), "append").await;
         }
         // What an erasure commits before it zeroes the log, and nothing after.
         let conn = Connection::open(dir.0.join(DB_FILE)).expect("db");
