@@ -490,15 +490,18 @@ fn migrate_dedup_index(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch("DROP INDEX IF EXISTS events_by_received;")
 }
 
+fn events_have_column(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('events') WHERE name = ?",
+        [name],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )
+}
+
 /// Data dirs from before bodies stayed in the log: their rows keep their bodies, and new rows
 /// get the log position columns.
 fn migrate_log_positions(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'log_segment'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has {
+    if !events_have_column(conn, "log_segment")? {
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE events ADD COLUMN log_segment INTEGER;
@@ -514,12 +517,7 @@ fn migrate_log_positions(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// Data dirs from before the identifier indexes led with the chunk: the rows get their chunk,
 /// and the indexes by identifier alone go (`INDEXES` then builds the new ones).
 fn migrate_chunks(conn: &Connection) -> Result<(), rusqlite::Error> {
-    let has: bool = conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'chunk'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has {
+    if !events_have_column(conn, "chunk")? {
         conn.execute_batch(&format!(
             "BEGIN;
              ALTER TABLE events ADD COLUMN chunk INTEGER;
