@@ -580,17 +580,7 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut last_expire = now_ms();
         while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            let mut events = group_events(&group[0]);
-            while events < MAX_GROUP_EVENTS {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        events += group_events(&cmd);
-                        group.push(cmd);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let group = drain(&rx, first, MAX_GROUP_EVENTS, group_events);
             self.commit_group(group);
             let now = now_ms();
             if now - last_expire > 60_000 {
@@ -734,6 +724,22 @@ impl Writer {
     }
 }
 
+/// `first` and whatever else is queued, until the items' `events` reach `max`.
+fn drain<T>(rx: &mpsc::Receiver<T>, first: T, max: usize, events: fn(&T) -> usize) -> Vec<T> {
+    let mut n = events(&first);
+    let mut items = vec![first];
+    while n < max {
+        match rx.try_recv() {
+            Ok(item) => {
+                n += events(&item);
+                items.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    items
+}
+
 fn group_events(cmd: &Command) -> usize {
     match cmd {
         Command::Append { write, .. } => write.events.len().max(1),
@@ -824,17 +830,7 @@ impl Indexer {
 
     fn run(mut self, rx: mpsc::Receiver<IndexJob>, shared: &Shared) {
         while let Ok(first) = rx.recv() {
-            let mut events = job_events(&first);
-            let mut jobs = vec![first];
-            while events < MAX_INDEX_EVENTS {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        events += job_events(&job);
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+            let jobs = drain(&rx, first, MAX_INDEX_EVENTS, job_events);
             self.index(jobs, shared);
         }
         self.trim_at_exit();
