@@ -76,14 +76,14 @@ pub fn event(
     NewEvent::new(write_key, now, m)
 }
 
-fn write(events: Vec<NewEvent>) -> Write {
+pub fn write(events: Vec<NewEvent>) -> Write {
     Write {
         events,
         failed: Vec::new(),
     }
 }
 
-fn message_ids(events: &[StoredEvent]) -> Vec<Option<&str>> {
+pub fn message_ids(events: &[StoredEvent]) -> Vec<Option<&str>> {
     events.iter().map(StoredEvent::message_id).collect()
 }
 

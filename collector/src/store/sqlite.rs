@@ -1390,17 +1390,11 @@ mod tests {
     use super::*;
     use crate::store::NewEvent;
     use crate::store::Store as _;
-    use crate::store::conformance::{TempDir, event};
+    use crate::store::conformance::{TempDir, event, message_ids, write};
 
     /// Appends `events` as one write; `what` names the step if it fails.
     async fn append(store: &SqliteStore, events: Vec<NewEvent>, what: &str) -> Vec<Appended> {
-        store
-            .append(Write {
-                events,
-                failed: Vec::new(),
-            })
-            .await
-            .expect(what)
+        store.append(write(events)).await.expect(what)
     }
 
     /// An event of a user about to be erased (`m1`) and one of a user who stays (`m2`).
@@ -1569,10 +1563,7 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(
-            page.items
-                .iter()
-                .map(|e| e.message_id())
-                .collect::<Vec<_>>(),
+            message_ids(&page.items),
             [Some("after-upgrade"), Some("before-upgrade")]
         );
     }
@@ -1635,7 +1626,7 @@ mod tests {
         assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 8);
         let left = store.events_after(0, 100).await.expect("read");
         assert_eq!(
-            left.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
+            message_ids(&left),
             [Some("x0"), Some("x1"), Some("x2"), Some("x3")]
         );
     }
@@ -1763,10 +1754,7 @@ mod tests {
             );
         }
         let all = store.events_after(0, 10).await.expect("read");
-        assert_eq!(
-            all.iter().map(|e| e.message_id()).collect::<Vec<_>>(),
-            [Some("m2")]
-        );
+        assert_eq!(message_ids(&all), [Some("m2")]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1777,11 +1765,12 @@ mod tests {
             max_index_lag_events: 1_000_000,
         };
         let store = SqliteStore::open_with(&dir.0, limits).expect("open");
-        let batch = |b: usize| Write {
-            events: (0..10)
-                .map(|i| event("k", &format!("m{b}-{i}"), Some("u"), None))
-                .collect(),
-            failed: Vec::new(),
+        let batch = |b: usize| {
+            write(
+                (0..10)
+                    .map(|i| event("k", &format!("m{b}-{i}"), Some("u"), None))
+                    .collect(),
+            )
         };
         let results = futures_join_all((0..20).map(|b| store.append(batch(b))).collect()).await;
         let refused = results
