@@ -603,7 +603,10 @@ fn timestamp_field(
 /// RFC 3339, or an ISO 8601 date-time without offset taken as UTC.
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t.to_offset(UtcOffset::UTC));
+        // An offset can carry a time past year 9999 (or before 0) in UTC, where `time` ends.
+        return t
+            .checked_to_offset(UtcOffset::UTC)
+            .ok_or_else(|| format!("`{s}` is outside the years 0 to 9999 in UTC"));
     }
     let local = format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
@@ -796,6 +799,23 @@ mod tests {
         .unwrap()
         .message;
         assert_eq!(m["timestamp"], "2026-11-22T22:16:28.814Z");
+    }
+
+    #[test]
+    fn a_time_whose_offset_takes_it_past_year_9999_is_refused_by_name() {
+        for field in ["timestamp", "originalTimestamp", "sentAt"] {
+            let err = one(
+                json!({"type": "track", "event": "E", "userId": "u", field: "9999-12-31T23:30:00-01:00"}),
+                "2026-11-23T10:00:00.000Z",
+            )
+            .expect_err("outside the dates time holds");
+            assert_eq!(err.code, "invalid_timestamp", "{field}");
+            assert!(
+                err.message.contains("9999-12-31T23:30:00-01:00"),
+                "{field}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]
