@@ -248,6 +248,9 @@ pub fn normalise(
 
     // Explicit nulls mean "absent" (Segment's Python client sends `"anonymousId": null`).
     m.retain(|_, v| !v.is_null());
+    // `seq` is the store's to assign: a client's own would be stored beside it and, read back,
+    // win over it.
+    m.remove("seq");
 
     let ty = match (m.get("type"), info.implied_type) {
         (None, Some(t)) => t,
@@ -816,6 +819,17 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn a_client_s_own_seq_is_dropped() {
+        let m = one(
+            json!({"type": "track", "event": "E", "userId": "u", "seq": 5}),
+            "2026-11-23T10:00:00.000Z",
+        )
+        .unwrap()
+        .message;
+        assert!(!m.contains_key("seq"), "{m:?}");
     }
 
     #[test]
