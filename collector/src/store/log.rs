@@ -99,9 +99,18 @@ fn put_strs(buf: &mut Vec<u8>, v: &[String]) {
     }
 }
 
-/// Appends an event record to a frame payload being built, its body being `body`'s pieces
-/// one after the other.
-fn encode_event(buf: &mut Vec<u8>, e: &EventRow, body: &[&[u8]]) {
+/// Appends an event record to a frame payload being built. Its body is `json` (the message, a
+/// JSON object) with `"seq"` spliced in as the first field, written straight into the frame.
+fn encode_event(buf: &mut Vec<u8>, e: &EventRow, json: &str) {
+    let rest = json.strip_prefix('{').unwrap_or("}");
+    let sep: &[u8] = if rest.starts_with('}') { b"" } else { b"," };
+    let mut digits = itoa::Buffer::new();
+    let body: [&[u8]; 4] = [
+        b"{\"seq\":",
+        digits.format(e.seq).as_bytes(),
+        sep,
+        rest.as_bytes(),
+    ];
     buf.push(EVENT);
     put_u64(buf, e.seq);
     put_u64(buf, e.received_at_ms as u64);
@@ -285,11 +294,12 @@ impl FrameBuilder {
         put_u64(&mut buf, group);
         FrameBuilder { buf }
     }
-    /// Adds an event whose body is `body`'s pieces one after the other. Returns the record's
-    /// position in the frame (segment 0): [`LogWriter::append`] says where the frame went.
-    pub fn push_event(&mut self, row: &EventRow, body: &[&[u8]]) -> Position {
+    /// Adds an event whose body is the message `json` with `seq` first (see
+    /// [`encode_event`]). Returns the record's position in the frame (segment 0):
+    /// [`LogWriter::append`] says where the frame went.
+    pub fn push_event(&mut self, row: &EventRow, json: &str) -> Position {
         let offset = self.buf.len() as u64;
-        encode_event(&mut self.buf, row, body);
+        encode_event(&mut self.buf, row, json);
         Position {
             segment: 0,
             offset,
@@ -692,8 +702,7 @@ mod tests {
     /// and the positions of the event and the erasure in the frame.
     fn frame(group: u64) -> (Vec<u8>, [Position; 2]) {
         let mut frame = FrameBuilder::new(group);
-        let body = format!("{{\"seq\":{group}}}");
-        let event = frame.push_event(&event_row(group), &[body.as_bytes()]);
+        let event = frame.push_event(&event_row(group), "{}");
         frame.push_failed(&failed());
         let erasure = frame.push_delete(&delete());
         (frame.finish(), [event, erasure])

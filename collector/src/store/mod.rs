@@ -96,34 +96,12 @@ impl NewEvent {
     }
 
     /// The stored JSON text with `seq` spliced in front of the other fields, as the store's
-    /// log writes it from [`Self::json_with_seq_pieces`] (tests build old rows with it).
+    /// log writes it (tests build old rows with it).
     #[cfg(test)]
     pub(crate) fn json_with_seq(&self, seq: u64) -> String {
-        let mut digits = [0; 20];
-        let pieces = self.json_with_seq_pieces(seq, &mut digits);
-        let mut out = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
-        for piece in pieces {
-            out.extend_from_slice(piece);
-        }
-        String::from_utf8(out).expect("pieces of UTF-8 split at ASCII characters")
-    }
-
-    /// The stored JSON text with `seq` spliced in front of the other fields, as pieces to write
-    /// one after the other without building the string; `digits` holds the decimal `seq`.
-    pub fn json_with_seq_pieces<'a>(&'a self, seq: u64, digits: &'a mut [u8; 20]) -> [&'a [u8]; 4] {
         let rest = self.json.strip_prefix('{').unwrap_or("}");
-        let sep: &[u8] = if rest.starts_with('}') { b"" } else { b"," };
-        let mut at = digits.len();
-        let mut n = seq;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        [b"{\"seq\":", &digits[at..], sep, rest.as_bytes()]
+        let sep = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"seq\":{seq}{sep}{rest}")
     }
 }
 

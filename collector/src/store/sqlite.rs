@@ -614,7 +614,6 @@ impl Writer {
                             continue;
                         }
                         seq += 1;
-                        let mut digits = [0; 20];
                         let mut row = EventRow {
                             seq,
                             received_at_ms: event.received_at_ms,
@@ -625,8 +624,7 @@ impl Writer {
                             anonymous_id: event.anonymous_id.take(),
                             at: Position::default(),
                         };
-                        row.at =
-                            frame.push_event(&row, &event.json_with_seq_pieces(seq, &mut digits));
+                        row.at = frame.push_event(&row, &event.json);
                         if publish {
                             let mut message = if event.message.is_empty() {
                                 // Freed at append time, before this subscriber came.
@@ -1431,7 +1429,6 @@ mod tests {
         for (i, (seq, message_id)) in rows.iter().enumerate() {
             let e = event("k", message_id, Some("u"), None);
             let mut frame = FrameBuilder::new(first_group + i as u64);
-            let mut digits = [0; 20];
             frame.push_event(
                 &EventRow {
                     seq: *seq,
@@ -1443,7 +1440,7 @@ mod tests {
                     anonymous_id: e.anonymous_id.clone(),
                     at: Position::default(),
                 },
-                &e.json_with_seq_pieces(*seq, &mut digits),
+                &e.json,
             );
             log.append(&frame.finish()).expect("append");
         }
