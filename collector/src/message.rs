@@ -45,8 +45,9 @@ fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
 pub struct Envelope<'a> {
     /// `writeKey` from the body (sendBeacon cannot set an Authorization header).
     pub write_key: Option<String>,
-    /// Batch-level `sentAt`, parsed once per request; a message's own `sentAt` wins.
-    pub sent_at: Option<Result<OffsetDateTime, String>>,
+    /// Batch-level `sentAt`, parsed and formatted once per request; a message's own `sentAt`
+    /// wins.
+    pub sent_at: Option<Result<(OffsetDateTime, String), String>>,
     /// Batch-level `context`, merged under each message's own.
     pub context: Option<Map<String, Value>>,
     pub messages: Vec<RawMessage<'a>>,
@@ -125,9 +126,11 @@ pub fn parse_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
         }
     };
     let sent_at = match parsed.sent_at {
-        Some(Value::String(s)) => {
-            Some(parse_time(&s).map_err(|e| format!("batch `sentAt` `{s}`: {e}")))
-        }
+        Some(Value::String(s)) => Some(
+            parse_time(&s)
+                .map(|t| (t, format_time(t)))
+                .map_err(|e| format!("batch `sentAt` `{s}`: {e}")),
+        ),
         _ => None,
     };
     Ok(Envelope {
@@ -367,12 +370,13 @@ pub fn normalise(
         Some(t) => Some(t),
         None => timestamp_field(&m, "timestamp")?,
     };
-    let sent_at = match timestamp_field(&m, "sentAt")? {
-        Some(t) => Some(t),
+    // The batch's `sentAt` comes formatted already.
+    let (sent_at, sent_text) = match timestamp_field(&m, "sentAt")? {
+        Some(t) => (Some(t), None),
         None => match &envelope.sent_at {
-            Some(Ok(t)) => Some(*t),
+            Some(Ok((t, text))) => (Some(*t), Some(text.as_str())),
             Some(Err(e)) => return Err(reject("invalid_timestamp", e.clone())),
-            None => None,
+            None => (None, None),
         },
     };
     let received = info.received_at;
@@ -386,22 +390,21 @@ pub fn normalise(
     if timestamp > received + FUTURE_TOLERANCE {
         timestamp = received;
     }
-    set_time(&mut m, "timestamp", timestamp);
+    // Times already formatted for the request are copied, not formatted again per message.
+    if timestamp == received {
+        set_text(&mut m, "timestamp", &info.received_text);
+    } else {
+        set_time(&mut m, "timestamp", timestamp);
+    }
     if let Some(d) = device_time {
         set_time(&mut m, "originalTimestamp", d);
     }
-    if let Some(s) = sent_at {
-        set_time(&mut m, "sentAt", s);
+    match (sent_text, sent_at) {
+        (Some(text), _) => set_text(&mut m, "sentAt", text),
+        (None, Some(s)) => set_time(&mut m, "sentAt", s),
+        (None, None) => {}
     }
-    match m.get_mut("receivedAt") {
-        Some(v) => *v = Value::String(info.received_text.clone()),
-        None => {
-            m.insert(
-                "receivedAt".into(),
-                Value::String(info.received_text.clone()),
-            );
-        }
-    }
+    set_text(&mut m, "receivedAt", &info.received_text);
 
     // Context: the batch's under the message's own, then what the request tells us. Edited in
     // place: `context` is an object or absent, as checked above.
@@ -434,6 +437,8 @@ pub fn normalise(
         }
     }
     let bot = match context.get("userAgent") {
+        // Browser SDKs repeat the header's user agent in every message: checked once.
+        Some(Value::String(ua)) if Some(ua.as_str()) == info.user_agent => info.user_agent_is_bot,
         Some(ua) => ua.as_str().is_some_and(is_bot),
         None => match info.user_agent {
             Some(ua) => {
@@ -575,15 +580,22 @@ fn id_field(m: &mut Map<String, Value>, field: &str) -> Result<bool, Rejection> 
 
 /// Sets `field` to `t` as [`format_time`] writes it, in the string already there if any.
 fn set_time(m: &mut Map<String, Value>, field: &str, t: OffsetDateTime) {
-    match m.get_mut(field) {
-        Some(Value::String(s)) => {
-            s.clear();
-            push_time(s, t);
-        }
-        Some(other) => *other = Value::String(format_time(t)),
-        None => {
-            m.insert(field.into(), Value::String(format_time(t)));
-        }
+    set_string(m, field, |s| push_time(s, t));
+}
+
+fn set_text(m: &mut Map<String, Value>, field: &str, text: &str) {
+    set_string(m, field, |s| s.push_str(text));
+}
+
+/// Sets `field` to the string `write` writes, reusing the string already there.
+fn set_string(m: &mut Map<String, Value>, field: &str, write: impl FnOnce(&mut String)) {
+    if let Some(Value::String(s)) = m.get_mut(field) {
+        s.clear();
+        write(s);
+    } else {
+        let mut s = String::new();
+        write(&mut s);
+        m.insert(field.into(), Value::String(s));
     }
 }
 
@@ -868,6 +880,55 @@ mod tests {
         let m = normalise(raw, &envelope, &request).unwrap().message;
         assert_eq!(m["context"]["bot"], true);
         assert_eq!(m["context"]["ip"], "203.0.113.0");
+    }
+
+    #[test]
+    fn the_batch_sent_at_corrects_the_clock_and_is_stored_formatted() {
+        let body = json!({"sentAt": "2026-11-23T12:00:05Z", "batch": [
+            {"type": "track", "event": "E", "userId": "u", "timestamp": "2026-11-23T12:00:00Z"},
+            {"type": "track", "event": "E", "userId": "u", "timestamp": "2026-11-23T12:00:00Z",
+             "sentAt": "2026-11-23T12:00:01Z"}]})
+        .to_string();
+        let mut envelope = parse_batch(&body).unwrap();
+        let request = info("2026-11-23T10:00:10Z");
+        let own = normalise(envelope.messages.remove(1), &envelope, &request)
+            .unwrap()
+            .message;
+        let batch = normalise(envelope.messages.remove(0), &envelope, &request)
+            .unwrap()
+            .message;
+        assert_eq!(batch["sentAt"], "2026-11-23T12:00:05.000Z");
+        assert_eq!(batch["timestamp"], "2026-11-23T10:00:05.000Z");
+        assert_eq!(
+            own["sentAt"], "2026-11-23T12:00:01.000Z",
+            "a message's own wins"
+        );
+        assert_eq!(own["timestamp"], "2026-11-23T10:00:09.000Z");
+    }
+
+    #[test]
+    fn a_message_repeating_the_request_s_user_agent_gets_its_bot_flag() {
+        let bot = "Mozilla/5.0 (compatible; Googlebot/2.1)";
+        let request = RequestInfo::new(
+            parse_time("2026-11-23T10:00:00Z").unwrap(),
+            None,
+            false,
+            Some(bot),
+            None,
+        );
+        for (ua, expected) in [(bot, true), ("Mozilla/5.0 (X11; Linux x86_64)", false)] {
+            let body = json!({"batch": [{"type": "page", "anonymousId": "a",
+                "context": {"userAgent": ua}}]})
+            .to_string();
+            let mut envelope = parse_batch(&body).unwrap();
+            let raw = envelope.messages.remove(0);
+            let m = normalise(raw, &envelope, &request).unwrap().message;
+            assert_eq!(
+                m["context"].get("bot") == Some(&json!(true)),
+                expected,
+                "{ua}"
+            );
+        }
     }
 
     #[test]
