@@ -5,6 +5,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
@@ -168,6 +169,9 @@ pub struct RequestInfo<'a> {
     truncate_ip: bool,
     user_agent: Option<&'a str>,
     user_agent_is_bot: bool,
+    /// The first user agent a message gave that is not the request's, with its bot check: a
+    /// server library relaying one visitor's batch repeats it in every message.
+    message_user_agent: OnceLock<(String, bool)>,
     /// The single-message endpoint's type (`/v1/track` → `track`); `None` for batches.
     implied_type: Option<&'static str>,
 }
@@ -187,7 +191,23 @@ impl<'a> RequestInfo<'a> {
             truncate_ip,
             user_agent,
             user_agent_is_bot: user_agent.is_some_and(is_bot),
+            message_user_agent: OnceLock::new(),
             implied_type,
+        }
+    }
+
+    /// [`is_bot`], done once per request for the user agents messages repeat.
+    fn is_bot(&self, user_agent: &str) -> bool {
+        if Some(user_agent) == self.user_agent {
+            return self.user_agent_is_bot;
+        }
+        let (seen, bot) = self
+            .message_user_agent
+            .get_or_init(|| (user_agent.to_owned(), is_bot(user_agent)));
+        if seen == user_agent {
+            *bot
+        } else {
+            is_bot(user_agent)
         }
     }
 
@@ -438,8 +458,7 @@ pub fn normalise(
     }
     let bot = match context.get("userAgent") {
         // Browser SDKs repeat the header's user agent in every message: checked once.
-        Some(Value::String(ua)) if Some(ua.as_str()) == info.user_agent => info.user_agent_is_bot,
-        Some(ua) => ua.as_str().is_some_and(is_bot),
+        Some(ua) => ua.as_str().is_some_and(|ua| info.is_bot(ua)),
         None => match info.user_agent {
             Some(ua) => {
                 context.insert("userAgent".into(), Value::String(ua.to_owned()));
@@ -929,6 +948,29 @@ mod tests {
                 "{ua}"
             );
         }
+    }
+
+    #[test]
+    fn each_message_s_own_user_agent_is_checked_whatever_came_before() {
+        let request = info("2026-11-23T10:00:00Z");
+        let bot = "Mozilla/5.0 (compatible; Googlebot/2.1)";
+        let browser = "Mozilla/5.0 (X11; Linux x86_64)";
+        let agents = [browser, bot, browser, bot, "curl/8.0"];
+        let batch: Vec<Value> = agents
+            .iter()
+            .map(|ua| json!({"type": "page", "anonymousId": "a", "context": {"userAgent": ua}}))
+            .collect();
+        let body = json!({ "batch": batch }).to_string();
+        let mut envelope = parse_batch(&body).unwrap();
+        let flags: Vec<bool> = std::mem::take(&mut envelope.messages)
+            .into_iter()
+            .map(|raw| {
+                let m = normalise(raw, &envelope, &request).unwrap().message;
+                m["context"].get("bot") == Some(&json!(true))
+            })
+            .collect();
+        assert_eq!(flags, agents.map(is_bot));
+        assert_eq!(flags, [false, true, false, true, false]);
     }
 
     #[test]
