@@ -956,7 +956,7 @@ impl Indexer {
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO events (seq, write_key, message_id, dedup, received_at, user_id, anonymous_id, body, log_segment, log_offset, log_len, chunk)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', ?8, ?9, ?10, ?11)",
+                     VALUES (?1, '', '', ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9)",
                 )?;
                 let mut insert_failed = tx.prepare_cached(
                     "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -966,8 +966,6 @@ impl Indexer {
                         Record::Event(e) => {
                             insert.execute(params![
                                 e.seq as i64,
-                                "",
-                                "",
                                 e.fingerprint as i64,
                                 e.received_at_ms,
                                 e.user_id,
