@@ -294,26 +294,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
 /// Parses RFC 3339 (`2026-11-23T10:00:00.123Z`, offsets allowed) to Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -361,18 +341,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(secs * 1000 + ms)
 }
 
-/// Formats Unix milliseconds as `2026-11-23T10:00:00.123Z`.
+/// Formats Unix milliseconds as the collector stores times (`2026-11-23T10:00:00.123Z`, by
+/// [`crate::message::format_time`]); a time outside the years `time` holds as its number.
 pub fn format_rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => crate::message::format_time(t),
+        Err(_) => ms.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +359,12 @@ mod tests {
     fn timestamps_round_trip_and_offsets_are_applied() {
         let t = parse_rfc3339("2026-11-23T10:00:00.123Z").unwrap();
         assert_eq!(format_rfc3339(t), "2026-11-23T10:00:00.123Z");
+        // One formatter for stored times and profiles, negative years included.
+        assert_eq!(
+            format_rfc3339(-62_198_755_199_999),
+            "-0001-01-01T00:00:00.001Z"
+        );
+        assert_eq!(format_rfc3339(i64::MAX), i64::MAX.to_string());
         assert_eq!(parse_rfc3339("2026-11-23T11:00:00.123+01:00"), Some(t));
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1000));
         assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
