@@ -199,6 +199,16 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
     let c = Collector::start();
     c.send(&fixture("erasable_customer")).await;
     c.send(&fixture("guest_checkout_then_account")).await;
+    // Refused (a track without its event name), and kept for an admin to look at.
+    c.send_refused(&[json!({"type": "track", "userId": "cust-erase",
+        "properties": {"name": "Eve Quillfeather"}})])
+        .await;
+    let (_, failed) = c.get("/v1/failed").await;
+    assert_eq!(
+        failed["failed"].as_array().map(Vec::len),
+        Some(1),
+        "{failed}"
+    );
     let before = c.profile("email:erase.me%40example.com").await;
     assert!(
         !c.files_containing("Eve Quillfeather").is_empty(),
@@ -244,6 +254,12 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
     );
     let (_, stored) = c.get("/v1/events?anonymous_id=anon-erase").await;
     assert_eq!(stored["events"], json!([]));
+    let (_, failed) = c.get("/v1/failed").await;
+    assert_eq!(
+        failed["failed"],
+        json!([]),
+        "nor any message of theirs it refused"
+    );
     assert_eq!(
         c.files_containing("Eve Quillfeather"),
         Vec::<PathBuf>::new(),

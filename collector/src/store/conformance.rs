@@ -22,6 +22,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(open).await;
     events_named_by_seq_are_read_and_erased_whatever_they_carry(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
+    erasure_deletes_the_refused_messages_of_the_identifiers(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
 
@@ -506,6 +507,49 @@ async fn failed_messages_are_kept_and_listed_newest_first(open: Open<'_>) {
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.items[0].code, "missing_event");
     assert!(rest.next_cursor.is_none());
+}
+
+/// A refused message as `GET /v1/failed` keeps it.
+pub fn failed_message(raw: &str) -> FailedEvent {
+    FailedEvent {
+        id: 0,
+        received_at: "2026-11-23T10:00:00.000Z".into(),
+        write_key: "k".into(),
+        code: "missing_event".into(),
+        message: "`track` message has no `event` name".into(),
+        raw: raw.into(),
+    }
+}
+
+async fn erasure_deletes_the_refused_messages_of_the_identifiers(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let raws = [
+        r#"{"type":"track","userId":"u1"}"#,
+        r#"{"type":"track","anonymousId":"a1"}"#,
+        // The next user on the shared browser keeps theirs.
+        r#"{"type":"track","userId":"u2","anonymousId":"a1"}"#,
+        r#"{"type":"track","userId":"u3","properties":{"note":"u1"}}"#,
+        // Cut at the size limit: not JSON, but it names u1.
+        r#"{"type":"track","userId":"u1","properties":{"note":"#,
+    ];
+    store
+        .append(Write {
+            events: vec![event("k", "m1", Some("u1"), Some("a1"))],
+            failed: raws.iter().map(|r| failed_message(r)).collect(),
+        })
+        .await
+        .expect("append");
+    let ids = Identifiers {
+        user_ids: vec!["u1".into()],
+        anonymous_ids: vec!["a1".into()],
+        ..Default::default()
+    };
+    assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
+    let left = store.failed(PageRequest::default()).await.expect("list");
+    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
+    left.sort_unstable();
+    assert_eq!(left, [raws[2], raws[3]]);
 }
 
 async fn a_malformed_cursor_is_an_error(open: Open<'_>) {

@@ -59,7 +59,12 @@ pub struct EventRow {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Event(EventRow),
-    Failed(FailedEvent),
+    /// A refused message, and where its record lies (an erasure of the person it names zeroes
+    /// it).
+    Failed {
+        failed: FailedEvent,
+        at: Position,
+    },
     /// An erasure, and where its own record lies (it names the erased identifiers, so it is
     /// zeroed too once applied).
     Delete {
@@ -220,14 +225,17 @@ impl<'a> Cursor<'a> {
                 self.str()?;
                 Record::Event(row)
             }
-            FAILED => Record::Failed(FailedEvent {
-                id: 0,
-                received_at: self.string()?,
-                write_key: self.string()?,
-                code: self.string()?,
-                message: self.string()?,
-                raw: self.string()?,
-            }),
+            FAILED => Record::Failed {
+                failed: FailedEvent {
+                    id: 0,
+                    received_at: self.string()?,
+                    write_key: self.string()?,
+                    code: self.string()?,
+                    message: self.string()?,
+                    raw: self.string()?,
+                },
+                at: Position::default(),
+            },
             DELETE => Record::Delete {
                 ids: Identifiers {
                     user_ids: self.strs()?,
@@ -254,8 +262,7 @@ impl Record {
     pub fn position_mut(&mut self) -> Option<&mut Position> {
         match self {
             Record::Event(e) => Some(&mut e.at),
-            Record::Delete { at, .. } => Some(at),
-            Record::Failed(_) => None,
+            Record::Delete { at, .. } | Record::Failed { at, .. } => Some(at),
         }
     }
 }
@@ -298,21 +305,19 @@ impl FrameBuilder {
     /// [`encode_event`]). Returns the record's position in the frame (segment 0):
     /// [`LogWriter::append`] says where the frame went.
     pub fn push_event(&mut self, row: &EventRow, json: &str) -> Position {
-        let offset = self.buf.len() as u64;
-        encode_event(&mut self.buf, row, json);
-        Position {
-            segment: 0,
-            offset,
-            len: (self.buf.len() as u64 - offset) as u32,
-        }
+        self.push(|buf| encode_event(buf, row, json))
     }
-    pub fn push_failed(&mut self, failed: &FailedEvent) {
-        encode_failed(&mut self.buf, failed);
+    /// Adds a refused message; returns its position like [`Self::push_event`].
+    pub fn push_failed(&mut self, failed: &FailedEvent) -> Position {
+        self.push(|buf| encode_failed(buf, failed))
     }
     /// Adds an erasure; returns its position like [`Self::push_event`].
     pub fn push_delete(&mut self, ids: &Identifiers) -> Position {
+        self.push(|buf| encode_delete(buf, ids))
+    }
+    fn push(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Position {
         let offset = self.buf.len() as u64;
-        encode_delete(&mut self.buf, ids);
+        encode(&mut self.buf);
         Position {
             segment: 0,
             offset,
@@ -699,17 +704,18 @@ mod tests {
     }
 
     /// A frame of group `group` with one event (seq = group), a failed message and an erasure,
-    /// and the positions of the event and the erasure in the frame.
-    fn frame(group: u64) -> (Vec<u8>, [Position; 2]) {
+    /// and the positions of the three records in the frame.
+    fn frame(group: u64) -> (Vec<u8>, [Position; 3]) {
         let mut frame = FrameBuilder::new(group);
         let event = frame.push_event(&event_row(group), "{}");
-        frame.push_failed(&failed());
+        let failed = frame.push_failed(&failed());
         let erasure = frame.push_delete(&delete());
-        (frame.finish(), [event, erasure])
+        (frame.finish(), [event, failed, erasure])
     }
 
-    /// Appends [`frame`]`(group)`; the event's and the erasure's positions in the log.
-    fn append_both(log: &mut LogWriter, group: u64) -> [Position; 2] {
+    /// Appends [`frame`]`(group)`; the positions of its event, failed message and erasure in the
+    /// log.
+    fn append_all(log: &mut LogWriter, group: u64) -> [Position; 3] {
         let (bytes, mut at) = frame(group);
         let (segment, offset) = log.append(&bytes).expect("append");
         for p in &mut at {
@@ -720,14 +726,14 @@ mod tests {
     }
 
     fn append(log: &mut LogWriter, group: u64) -> Position {
-        append_both(log, group)[0]
+        append_all(log, group)[0]
     }
 
     #[test]
     fn frames_read_back_as_written_and_a_torn_tail_ends_the_segment() {
         let dir = TempDir::new("log");
         let mut log = LogWriter::create(&dir.0, 1).expect("create");
-        let positions: Vec<[Position; 2]> = (1..=2).map(|g| append_both(&mut log, g)).collect();
+        let positions: Vec<[Position; 3]> = (1..=2).map(|g| append_all(&mut log, g)).collect();
         let (_, path) = segments(&dir.0).expect("list").remove(0);
         let whole = std::fs::metadata(&path).expect("meta").len();
         // A third frame cut short, as a crash mid-write leaves it.
@@ -744,10 +750,13 @@ mod tests {
             read.frames[1].records,
             [
                 Record::Event(row),
-                Record::Failed(failed()),
+                Record::Failed {
+                    failed: failed(),
+                    at: positions[1][1],
+                },
                 Record::Delete {
                     ids: delete(),
-                    at: positions[1][1]
+                    at: positions[1][2]
                 }
             ]
         );

@@ -151,6 +151,70 @@ impl Identifiers {
     pub fn is_empty(&self) -> bool {
         self.user_ids.is_empty() && self.anonymous_ids.is_empty() && self.seqs.is_empty()
     }
+
+    /// Whether a refused message (its raw text, as `GET /v1/failed` lists it) belongs to these
+    /// identifiers, by the ownership rule of events: by its `userId` when it has one, otherwise
+    /// by its `anonymousId` or an alias's `previousId`. Text that is not a JSON object (a
+    /// message cut at the size limit) belongs to them when it holds one of their IDs as a JSON
+    /// string: an erasure then removes too much rather than too little.
+    pub fn own_failed(&self, raw: &str) -> bool {
+        let Ok(m) = serde_json::from_str::<serde_json::Map<String, Value>>(raw) else {
+            return self.user_ids.iter().chain(&self.anonymous_ids).any(|id| {
+                json_forms(id)
+                    .iter()
+                    .any(|f| raw.contains(&format!("\"{f}\"")))
+            });
+        };
+        let field = |k: &str| match m.get(k) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        match field("userId") {
+            Some(user) => self.user_ids.contains(&user),
+            None => [field("anonymousId"), field("previousId")]
+                .into_iter()
+                .flatten()
+                .any(|id| self.anonymous_ids.contains(&id) || self.user_ids.contains(&id)),
+        }
+    }
+
+    /// Text every refused message of [`Self::own_failed`] contains one of, for an engine to
+    /// narrow its search: each ID as JSON writes it inside a string, escaped or not.
+    pub fn failed_needles(&self) -> Vec<String> {
+        let mut needles: Vec<String> = self
+            .user_ids
+            .iter()
+            .chain(&self.anonymous_ids)
+            .flat_map(|id| json_forms(id))
+            .collect();
+        needles.sort_unstable();
+        needles.dedup();
+        needles
+    }
+}
+
+/// How `s` can appear between the quotes of a JSON string: as most clients write it, and with
+/// every non-ASCII character escaped (`\u00e9`), as Python's `json.dumps` does by default.
+fn json_forms(s: &str) -> Vec<String> {
+    let plain = serde_json::to_string(s).expect("a string always serialises");
+    let plain = plain[1..plain.len() - 1].to_owned();
+    let mut ascii = String::with_capacity(plain.len());
+    for c in plain.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    if ascii == plain {
+        vec![plain]
+    } else {
+        vec![plain, ascii]
+    }
 }
 
 /// Paging through results newest first: `cursor` is the `next_cursor` of the previous page.
@@ -294,4 +358,54 @@ pub fn parse_seq_cursor(cursor: &Option<String>) -> Result<Option<u64>, StoreErr
 
 pub fn seq_cursor(seq: u64) -> String {
     seq.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Identifiers;
+
+    fn ids(users: &[&str], anons: &[&str]) -> Identifiers {
+        Identifiers {
+            user_ids: users.iter().map(|s| s.to_string()).collect(),
+            anonymous_ids: anons.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_message_belongs_to_its_user_else_to_its_anonymous_or_previous_id() {
+        let erased = ids(&["42", "zoë"], &["a1"]);
+        for (raw, owned) in [
+            (r#"{"userId":42}"#, true),
+            (r#"{"userId":"42"}"#, true),
+            (r#"{"userId":"7","anonymousId":"a1"}"#, false),
+            (r#"{"userId":"","anonymousId":"a1"}"#, true),
+            (r#"{"userId":null,"anonymousId":"a1"}"#, true),
+            (r#"{"type":"alias","previousId":"a1"}"#, true),
+            (r#"{"type":"alias","previousId":"zoë"}"#, true),
+            (r#"{"userId":"zo\u00eb"}"#, true),
+            (r#"{"anonymousId":"a2","traits":{"id":"42"}}"#, false),
+            // Not an object (cut short, or refused for that): any of the IDs as a JSON string,
+            // escaped or not.
+            (r#"["42"]"#, true),
+            (r#"[42]"#, false),
+            (r#"{"userId":"zo\u00eb","properties":{"#, true),
+            (r#"{"userId":"zoë","properties":{"#, true),
+            (r#"{"userId":42,"properties":{"#, false),
+            (r#"{"userId":"a1x","#, false),
+        ] {
+            assert_eq!(erased.own_failed(raw), owned, "{raw}");
+        }
+    }
+
+    #[test]
+    fn needles_cover_every_form_an_id_takes_in_json() {
+        let erased = ids(&["zoë", "q\"t"], &["a1", "a1"]);
+        assert_eq!(
+            erased.failed_needles(),
+            ["a1", "q\\\"t", "zo\\u00eb", "zoë"]
+        );
+        let emoji = ids(&["🙂"], &[]);
+        assert_eq!(emoji.failed_needles(), ["\\ud83d\\ude42", "🙂"]);
+    }
 }

@@ -27,7 +27,7 @@ use super::{
     StoreError, StoreStats, StoredEvent, Write, parse_seq_cursor, seq_cursor,
 };
 use rusqlite::{Connection, OpenFlags, params, params_from_iter};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -83,13 +83,18 @@ CREATE TABLE IF NOT EXISTS dedup (
     received_at INTEGER NOT NULL,
     fingerprint INTEGER NOT NULL
 );
+-- Refused messages; `raw` is also in the log at (log_segment, log_offset, log_len), which an
+-- erasure zeroes (none for data dirs from before that).
 CREATE TABLE IF NOT EXISTS failed (
     id INTEGER PRIMARY KEY,
     received_at TEXT NOT NULL,
     write_key TEXT NOT NULL,
     code TEXT NOT NULL,
     message TEXT NOT NULL,
-    raw TEXT NOT NULL
+    raw TEXT NOT NULL,
+    log_segment INTEGER,
+    log_offset INTEGER,
+    log_len INTEGER
 );
 -- Log records of erased events still to be zeroed: written with the erasure, cleared once the
 -- log is zeroed (see `Indexer::scrub`).
@@ -490,26 +495,32 @@ fn migrate_dedup_index(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch("DROP INDEX IF EXISTS events_by_received;")
 }
 
-fn events_have_column(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+fn has_column(conn: &Connection, table: &str, name: &str) -> Result<bool, rusqlite::Error> {
     conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('events') WHERE name = ?",
-        [name],
+        "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?",
+        [table, name],
         |r| r.get::<_, i64>(0).map(|n| n > 0),
     )
 }
 
 /// Data dirs from before bodies stayed in the log: their rows keep their bodies, and new rows
-/// get the log position columns.
+/// get the log position columns. Likewise refused messages, whose log records an erasure must
+/// find.
 fn migrate_log_positions(conn: &Connection) -> Result<(), rusqlite::Error> {
-    if !events_have_column(conn, "log_segment")? {
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE events ADD COLUMN log_segment INTEGER;
-             ALTER TABLE events ADD COLUMN log_offset INTEGER;
-             ALTER TABLE events ADD COLUMN log_len INTEGER;
-             COMMIT;",
-        )?;
-        tracing::info!("Added log positions to the events table: new bodies stay in the log.");
+    for (table, what) in [
+        ("events", "new bodies stay in the log"),
+        ("failed", "an erasure zeroes their log records"),
+    ] {
+        if !has_column(conn, table, "log_segment")? {
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 ALTER TABLE {table} ADD COLUMN log_segment INTEGER;
+                 ALTER TABLE {table} ADD COLUMN log_offset INTEGER;
+                 ALTER TABLE {table} ADD COLUMN log_len INTEGER;
+                 COMMIT;"
+            ))?;
+            tracing::info!("Added log positions to the {table} table: {what}.");
+        }
     }
     Ok(())
 }
@@ -517,7 +528,7 @@ fn migrate_log_positions(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// Data dirs from before the identifier indexes led with the chunk: the rows get their chunk,
 /// and the indexes by identifier alone go (`INDEXES` then builds the new ones).
 fn migrate_chunks(conn: &Connection) -> Result<(), rusqlite::Error> {
-    if !events_have_column(conn, "chunk")? {
+    if !has_column(conn, "events", "chunk")? {
         conn.execute_batch(&format!(
             "BEGIN;
              ALTER TABLE events ADD COLUMN chunk INTEGER;
@@ -645,8 +656,8 @@ impl Writer {
                         appended.push(Appended::Stored { seq });
                     }
                     for failed in write.failed {
-                        frame.push_failed(&failed);
-                        records.push(Record::Failed(failed));
+                        let at = frame.push_failed(&failed);
+                        records.push(Record::Failed { failed, at });
                     }
                     appends.push((reply, appended));
                 }
@@ -959,7 +970,8 @@ impl Indexer {
                      VALUES (?1, '', '', ?2, ?3, ?4, ?5, '', ?6, ?7, ?8, ?9)",
                 )?;
                 let mut insert_failed = tx.prepare_cached(
-                    "INSERT INTO failed (received_at, write_key, code, message, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO failed (received_at, write_key, code, message, raw, log_segment, log_offset, log_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for record in jobs.iter().flat_map(|j| &j.records) {
                     match record {
@@ -976,21 +988,21 @@ impl Indexer {
                                 chunk_of(e.seq),
                             ])?;
                         }
-                        Record::Failed(f) => {
+                        Record::Failed { failed: f, at } => {
                             insert_failed.execute(params![
                                 f.received_at,
                                 f.write_key,
                                 f.code,
                                 f.message,
-                                f.raw
+                                f.raw,
+                                at.segment as i64,
+                                at.offset as i64,
+                                i64::from(at.len),
                             ])?;
                         }
                         Record::Delete { ids, at } => {
                             deleted.push(delete_for(&tx, ids)?);
-                            tx.execute(
-                                "INSERT INTO scrub (log_segment, log_offset, log_len) VALUES (?1, ?2, ?3)",
-                                params![at.segment as i64, at.offset as i64, i64::from(at.len)],
-                            )?;
+                            scrub_later(&tx, *at)?;
                         }
                     }
                 }
@@ -1022,9 +1034,6 @@ fn job_events(job: &IndexJob) -> usize {
 /// Deletes the events of `ids`, listing their log records in `scrub` to be zeroed.
 fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
     let found = find_events(conn, ids, i64::MAX, usize::MAX)?;
-    let mut scrub = conn.prepare_cached(
-        "INSERT INTO scrub (log_segment, log_offset, log_len) VALUES (?1, ?2, ?3)",
-    )?;
     let mut keep_fingerprint = conn.prepare_cached(
         "INSERT OR REPLACE INTO dedup (seq, received_at, fingerprint)
          SELECT seq, received_at, dedup FROM events WHERE seq = ?",
@@ -1033,14 +1042,59 @@ fn delete_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Err
     let mut n = 0u64;
     for event in found {
         if let Some(at) = event.at {
-            scrub.execute(params![
-                at.segment as i64,
-                at.offset as i64,
-                i64::from(at.len)
-            ])?;
+            scrub_later(conn, at)?;
         }
         keep_fingerprint.execute([event.seq])?;
         n += delete.execute([event.seq])? as u64;
+    }
+    delete_failed_for(conn, ids)?;
+    Ok(n)
+}
+
+/// Lists a log record in `scrub`, to be zeroed once the erasure's commit is durable.
+fn scrub_later(conn: &Connection, at: Position) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("INSERT INTO scrub (log_segment, log_offset, log_len) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            at.segment as i64,
+            at.offset as i64,
+            i64::from(at.len)
+        ])
+        .map(drop)
+}
+
+/// Deletes the refused messages of `ids` ([`Identifiers::own_failed`]), listing their log
+/// records in `scrub` to be zeroed; returns how many went.
+fn delete_failed_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
+    let mut candidates = conn.prepare_cached(
+        "SELECT id, raw, log_segment, log_offset, log_len FROM failed WHERE instr(raw, ?) > 0",
+    )?;
+    let mut owned: BTreeMap<i64, Option<Position>> = BTreeMap::new();
+    for needle in ids.failed_needles() {
+        let rows = candidates.query_map([needle], |r| {
+            let at = match r.get::<_, Option<i64>>(2)? {
+                Some(segment) => Some(Position {
+                    segment: segment as u64,
+                    offset: r.get::<_, i64>(3)? as u64,
+                    len: r.get::<_, i64>(4)? as u32,
+                }),
+                None => None,
+            };
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, at))
+        })?;
+        for row in rows {
+            let (id, raw, at) = row?;
+            if ids.own_failed(&raw) {
+                owned.insert(id, at);
+            }
+        }
+    }
+    let mut delete = conn.prepare_cached("DELETE FROM failed WHERE id = ?")?;
+    let mut n = 0;
+    for (id, at) in owned {
+        if let Some(at) = at {
+            scrub_later(conn, at)?;
+        }
+        n += delete.execute([id])? as u64;
     }
     Ok(n)
 }
@@ -1386,7 +1440,7 @@ mod tests {
     use super::*;
     use crate::store::NewEvent;
     use crate::store::Store as _;
-    use crate::store::conformance::{TempDir, event, message_ids, write};
+    use crate::store::conformance::{TempDir, event, failed_message, message_ids, write};
 
     /// Appends `events` as one write; `what` names the step if it fails.
     async fn append(store: &SqliteStore, events: Vec<NewEvent>, what: &str) -> Vec<Appended> {
@@ -1513,7 +1567,12 @@ mod tests {
                 "CREATE TABLE events (seq INTEGER PRIMARY KEY, write_key TEXT NOT NULL,
                     message_id TEXT NOT NULL, dedup INTEGER NOT NULL, received_at INTEGER NOT NULL,
                     user_id TEXT, anonymous_id TEXT, body TEXT NOT NULL);
-                 CREATE INDEX events_by_received ON events (received_at, dedup);",
+                 CREATE INDEX events_by_received ON events (received_at, dedup);
+                 CREATE TABLE failed (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL,
+                    write_key TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+                    raw TEXT NOT NULL);
+                 INSERT INTO failed VALUES (1, '2026-11-23T10:00:00.000Z', 'k', 'missing_event',
+                    'no event', '{\"type\":\"track\",\"userId\":\"u\"}');",
             )
             .expect("old schema");
             let e = event("k", "before-upgrade", Some("u"), None);
@@ -1561,6 +1620,21 @@ mod tests {
             message_ids(&page.items),
             [Some("after-upgrade"), Some("before-upgrade")]
         );
+        // Refused messages from before and after the upgrade both go with an erasure.
+        store
+            .append(Write {
+                events: Vec::new(),
+                failed: vec![failed_message(r#"{"type":"track","userId":"u","n":2}"#)],
+            })
+            .await
+            .expect("append refused");
+        let listed = || async {
+            let page = store.failed(PageRequest::default()).await.expect("failed");
+            page.items.len()
+        };
+        assert_eq!(listed().await, 2);
+        assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 2);
+        assert_eq!(listed().await, 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1688,6 +1762,16 @@ mod tests {
         {
             let store = SqliteStore::open(&dir.0).expect("open");
             append(&store, gone_and_kept(), "append").await;
+            store
+                .append(Write {
+                    events: Vec::new(),
+                    failed: vec![
+                        failed_message(r#"{"type":"track","userId":"gone-user"}"#),
+                        failed_message(r#"{"type":"track","userId":"kept-user"}"#),
+                    ],
+                })
+                .await
+                .expect("append refused messages");
             assert_eq!(store.delete_events_for(&gone).await.expect("erase"), 1);
             for (file, text) in data_dir_text(&dir.0) {
                 assert!(
@@ -1705,6 +1789,15 @@ mod tests {
         }
         // The zeroed frame is stepped over at start-up; what is left reads back.
         let store = SqliteStore::open(&dir.0).expect("reopen");
+        let failed = store.failed(PageRequest::default()).await.expect("failed");
+        assert_eq!(
+            failed
+                .items
+                .iter()
+                .map(|f| f.raw.as_str())
+                .collect::<Vec<_>>(),
+            [r#"{"type":"track","userId":"kept-user"}"#]
+        );
         let all = store.events_after(0, 10).await.expect("read");
         assert_eq!(
             all.iter()

@@ -100,6 +100,24 @@ impl Collector {
         assert!(body.get("rejected").is_none(), "messages rejected: {body}");
     }
 
+    /// Sends messages as one Segment batch and expects every one refused (and kept as failed).
+    pub async fn send_refused(&self, messages: &[Value]) {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/batch",
+                None,
+                Some(json!({"writeKey": WRITE_KEY, "batch": messages})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "batch refused whole: {body}");
+        assert_eq!(
+            body["rejected"].as_array().map(Vec::len),
+            Some(messages.len()),
+            "{body}"
+        );
+    }
+
     /// An admin GET with the right token.
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(ADMIN_TOKEN), None).await
