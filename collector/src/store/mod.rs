@@ -282,7 +282,8 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> BoxFuture<'a, Result<Page<StoredEvent>, StoreError>>;
 
-    /// Up to `limit` events with `seq > after`, oldest first (replay).
+    /// Up to `limit` events with `seq > after`, oldest first (replay): fewer only when no more
+    /// are stored, so a short page marks the end.
     fn events_after(
         &self,
         after: u64,

@@ -1238,7 +1238,7 @@ fn event_ref(r: &rusqlite::Row<'_>) -> Result<EventRef, rusqlite::Error> {
 /// Reads the bodies of `rows` from the log through `bodies` and parses them. An event an erasure
 /// zeroed since its row was read is left out.
 fn load_events(
-    mut bodies: BodyReader,
+    bodies: &mut BodyReader,
     rows: Vec<EventRef>,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
@@ -1311,7 +1311,7 @@ impl super::Store for SqliteStore {
                 .read(move |conn| {
                     let mut found = find_events(conn, &ids, before, limit + 1).map_err(engine)?;
                     found.truncate(limit + 1);
-                    load_events(BodyReader::new(&log_dir), found)
+                    load_events(&mut BodyReader::new(&log_dir), found)
                 })
                 .await?;
             let next_cursor = if items.len() > limit {
@@ -1337,12 +1337,29 @@ impl super::Store for SqliteStore {
                         "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
                     ))
                     .map_err(engine)?;
-                let rows = stmt
-                    .query_map(params![after as i64, limit as i64], event_ref)
-                    .map_err(engine)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(engine)?;
-                load_events(BodyReader::sequential(&log_dir), rows)
+                let mut bodies = BodyReader::sequential(&log_dir);
+                let mut out = Vec::new();
+                let mut from = after as i64;
+                // An erasure can zero a record after its row was read, leaving the event out;
+                // the page is then topped up, since a short page means the end to a replay.
+                while out.len() < limit {
+                    let want = limit - out.len();
+                    let rows = stmt
+                        .query_map(params![from, want as i64], event_ref)
+                        .map_err(engine)?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(engine)?;
+                    let Some(last) = rows.last().map(|r| r.seq) else {
+                        break;
+                    };
+                    let got = rows.len();
+                    out.extend(load_events(&mut bodies, rows)?);
+                    if got < want {
+                        break;
+                    }
+                    from = last;
+                }
+                Ok(out)
             })
             .await
         })
@@ -1808,6 +1825,44 @@ mod tests {
         // The erased message's fingerprint outlives its row: a retry is still a duplicate.
         let retry = append(&store, gone_and_kept(), "retry").await;
         assert_eq!(retry, [Appended::Duplicate, Appended::Duplicate]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_page_racing_an_erasure_is_still_full() {
+        let dir = TempDir::new("sqlite-erase-race");
+        let store = SqliteStore::open(&dir.0).expect("open");
+        let events = (1..=4)
+            .map(|i| event("k", &format!("m{i}"), Some("u"), None))
+            .collect();
+        append(&store, events, "append").await;
+        store.caught_up().await.expect("indexed");
+        // What a reader sees when an erasure zeroes a record between its row and its body.
+        let at = store
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT log_segment, log_offset, log_len FROM events WHERE seq = 2",
+                    [],
+                    |r| {
+                        Ok(Position {
+                            segment: r.get::<_, i64>(0)? as u64,
+                            offset: r.get::<_, i64>(1)? as u64,
+                            len: r.get::<_, i64>(2)? as u32,
+                        })
+                    },
+                )
+                .map_err(engine)
+            })
+            .await
+            .expect("position");
+        log::scrub(&store.shared.log_dir, &[at]).expect("zero");
+        let page = store.events_after(0, 2).await.expect("read");
+        assert_eq!(
+            message_ids(&page),
+            [Some("m1"), Some("m3")],
+            "a short page would end a replay early"
+        );
+        let rest = store.events_after(3, 2).await.expect("read");
+        assert_eq!(message_ids(&rest), [Some("m4")]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
