@@ -1065,12 +1065,14 @@ fn scrub_later(conn: &Connection, at: Position) -> Result<(), rusqlite::Error> {
 /// Deletes the refused messages of `ids` ([`Identifiers::own_failed`]), listing their log
 /// records in `scrub` to be zeroed; returns how many went.
 fn delete_failed_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
-    let mut candidates = conn.prepare_cached(
-        "SELECT id, raw, log_segment, log_offset, log_len FROM failed WHERE instr(raw, ?) > 0",
-    )?;
     let mut owned: BTreeMap<i64, Option<Position>> = BTreeMap::new();
-    for needle in ids.failed_needles() {
-        let rows = candidates.query_map([needle], |r| {
+    // One pass over the table per chunk of needles, not one per needle: it has no index to use.
+    for needles in ids.failed_needles().chunks(MAX_IDS_PER_QUERY) {
+        let any = vec!["instr(raw, ?) > 0"; needles.len()].join(" OR ");
+        let mut candidates = conn.prepare(&format!(
+            "SELECT id, raw, log_segment, log_offset, log_len FROM failed WHERE {any}"
+        ))?;
+        let rows = candidates.query_map(params_from_iter(needles), |r| {
             let at = match r.get::<_, Option<i64>>(2)? {
                 Some(segment) => Some(Position {
                     segment: segment as u64,
