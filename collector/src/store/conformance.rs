@@ -84,6 +84,14 @@ pub fn write(events: Vec<NewEvent>) -> Write {
     }
 }
 
+fn user_and_anonymous_id(user: &str, anon: &str) -> Identifiers {
+    Identifiers {
+        user_ids: vec![user.into()],
+        anonymous_ids: vec![anon.into()],
+        ..Default::default()
+    }
+}
+
 pub fn message_ids(events: &[StoredEvent]) -> Vec<Option<&str>> {
     events.iter().map(StoredEvent::message_id).collect()
 }
@@ -236,11 +244,7 @@ async fn timeline_reads_newest_first_across_identifiers_with_cursor(open: Open<'
             .expect("append");
     }
     expected.reverse();
-    let ids = Identifiers {
-        user_ids: vec!["u1".into()],
-        anonymous_ids: vec!["a1".into()],
-        ..Default::default()
-    };
+    let ids = user_and_anonymous_id("u1", "a1");
     let mut got = Vec::new();
     let mut cursor = None;
     loop {
@@ -310,11 +314,7 @@ async fn erasure_deletes_every_event_of_the_identifiers(open: Open<'_>) {
         ]))
         .await
         .expect("append");
-    let ids = Identifiers {
-        user_ids: vec!["u1".into()],
-        anonymous_ids: vec!["a1".into()],
-        ..Default::default()
-    };
+    let ids = user_and_anonymous_id("u1", "a1");
     assert_eq!(store.delete_events_for(&ids).await.expect("delete"), 3);
     assert!(
         store
@@ -342,11 +342,7 @@ async fn a_shared_browser_s_next_user_is_neither_read_nor_erased_with_the_first(
         ]))
         .await
         .expect("append");
-    let first = Identifiers {
-        user_ids: vec!["u1".into()],
-        anonymous_ids: vec!["shared".into()],
-        ..Default::default()
-    };
+    let first = user_and_anonymous_id("u1", "shared");
     let timeline = store
         .events_for(&first, PageRequest::default())
         .await
@@ -540,11 +536,7 @@ async fn erasure_deletes_the_refused_messages_of_the_identifiers(open: Open<'_>)
         })
         .await
         .expect("append");
-    let ids = Identifiers {
-        user_ids: vec!["u1".into()],
-        anonymous_ids: vec!["a1".into()],
-        ..Default::default()
-    };
+    let ids = user_and_anonymous_id("u1", "a1");
     assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
     let left = store.failed(PageRequest::default()).await.expect("list");
     let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();

@@ -85,16 +85,15 @@ impl Collector {
         (status, value)
     }
 
+    /// Sends messages as one Segment batch (with the write key in the body).
+    async fn post_batch(&self, messages: &[Value]) -> (StatusCode, Value) {
+        let body = json!({"writeKey": WRITE_KEY, "batch": messages});
+        self.call(Method::POST, "/v1/batch", None, Some(body)).await
+    }
+
     /// Sends messages as one Segment batch and expects them accepted.
     pub async fn send(&self, messages: &[Value]) {
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/batch",
-                None,
-                Some(json!({"writeKey": WRITE_KEY, "batch": messages})),
-            )
-            .await;
+        let (status, body) = self.post_batch(messages).await;
         assert_eq!(status, StatusCode::OK, "batch refused: {body}");
         assert_eq!(body["success"], true, "{body}");
         assert!(body.get("rejected").is_none(), "messages rejected: {body}");
@@ -102,14 +101,7 @@ impl Collector {
 
     /// Sends messages as one Segment batch and expects every one refused (and kept as failed).
     pub async fn send_refused(&self, messages: &[Value]) {
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/batch",
-                None,
-                Some(json!({"writeKey": WRITE_KEY, "batch": messages})),
-            )
-            .await;
+        let (status, body) = self.post_batch(messages).await;
         assert_eq!(status, StatusCode::OK, "batch refused whole: {body}");
         assert_eq!(
             body["rejected"].as_array().map(Vec::len),
