@@ -274,16 +274,12 @@ fn validate(
         consent_dropped: 0,
         suppressed: 0,
     };
-    // Read once, the first time a message parsed with its batch is rejected.
-    let mut batch_texts: Option<Option<Vec<&serde_json::value::RawValue>>> = None;
     for (index, raw) in messages.into_iter().enumerate() {
         // Valid messages are never copied; a rejected one keeps its text for `GET /v1/failed`.
         let (raw_ref, parsed_text) = match &raw {
             message::RawMessage::Raw(r) => (Some(*r), None),
             message::RawMessage::Parsed { .. } => (None, Some(raw.text())),
-            message::RawMessage::InBatch(_) => (None, None),
         };
-
         match message::normalise(raw, &envelope, info) {
             Ok(Normalised {
                 consent_denied: true,
@@ -306,12 +302,6 @@ fn validate(
                     code: rejection.code.to_owned(),
                     message: rejection.message.clone(),
                     raw: raw_ref
-                        .or_else(|| {
-                            batch_texts
-                                .get_or_insert_with(|| envelope.message_texts())
-                                .as_ref()
-                                .and_then(|texts| texts.get(index).copied())
-                        })
                         .map(|r| r.get().to_owned())
                         .or(parsed_text)
                         .unwrap_or_default(),

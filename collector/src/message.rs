@@ -52,30 +52,14 @@ pub struct Envelope<'a> {
     /// Batch-level `context`, merged under each message's own.
     pub context: Option<Map<String, Value>>,
     pub messages: Vec<RawMessage<'a>>,
-    /// The batch body, when its messages were parsed with it ([`RawMessage::InBatch`]).
-    body: Option<&'a str>,
 }
 
-impl<'a> Envelope<'a> {
-    /// The text of every message as sent, for the failed-events store, when the messages were
-    /// parsed with the batch; read again from the body, once per request that refuses any.
-    pub fn message_texts(&self) -> Option<Vec<&'a RawValue>> {
-        let body: BatchBody<&RawValue> = serde_json::from_str(self.body?).ok()?;
-        Some(body.batch)
-    }
-}
-
-/// One message as sent: raw text (from a batch), already an object (a single-message
-/// endpoint's body), or parsed with a batch too small for any message to pass the size limit.
+/// One message as sent: either still raw text (from a batch) or already an object (a
+/// single-message endpoint's body).
 #[derive(Debug)]
 pub enum RawMessage<'a> {
     Raw(&'a RawValue),
-    Parsed {
-        map: Map<String, Value>,
-        len: usize,
-    },
-    /// Its text as sent comes from [`Envelope::message_texts`].
-    InBatch(Value),
+    Parsed { map: Map<String, Value>, len: usize },
 }
 
 impl RawMessage<'_> {
@@ -86,14 +70,14 @@ impl RawMessage<'_> {
             RawMessage::Parsed { map, .. } => {
                 serde_json::to_string(map).expect("a JSON map always serialises")
             }
-            RawMessage::InBatch(v) => v.to_string(),
         }
     }
 }
 
 #[derive(serde::Deserialize)]
-struct BatchBody<T> {
-    batch: Vec<T>,
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
     #[serde(rename = "writeKey", default)]
     write_key: Option<Value>,
     #[serde(rename = "sentAt", default)]
@@ -129,31 +113,9 @@ fn take_write_key(v: Option<Value>) -> Result<Option<String>, EnvelopeError> {
 }
 
 /// Splits a `/v1/batch` body (`{"batch": [...], "writeKey"?, "sentAt"?, "context"?}`).
-///
-/// A body no bigger than the message size limit holds no message past it, so its messages are
-/// parsed with it in one pass. Any other body is split into raw messages first, each parsed on
-/// its own, so that a message failing the limit or the parser costs only itself; a small body
-/// that fails the one pass is split too, for the same reason and the same answers.
 pub fn parse_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
-    if body.len() <= MAX_MESSAGE_BYTES
-        && let Ok(parsed) = serde_json::from_str::<BatchBody<Value>>(body)
-    {
-        return envelope(parsed, RawMessage::InBatch, Some(body));
-    }
-    split_batch(body)
-}
-
-fn split_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
-    let parsed: BatchBody<&RawValue> = serde_json::from_str(body)
+    let parsed: BatchBody<'_> = serde_json::from_str(body)
         .map_err(|e| envelope_error(&e, "a batch (`{\"batch\": [message, …]}`)"))?;
-    envelope(parsed, RawMessage::Raw, None)
-}
-
-fn envelope<'a, T>(
-    parsed: BatchBody<T>,
-    message: impl FnMut(T) -> RawMessage<'a>,
-    body: Option<&'a str>,
-) -> Result<Envelope<'a>, EnvelopeError> {
     let context = match parsed.context {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m),
@@ -176,8 +138,7 @@ fn envelope<'a, T>(
         write_key: take_write_key(parsed.write_key)?,
         sent_at,
         context,
-        messages: parsed.batch.into_iter().map(message).collect(),
-        body,
+        messages: parsed.batch.into_iter().map(RawMessage::Raw).collect(),
     })
 }
 
@@ -194,7 +155,6 @@ pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
             map,
             len: body.len(),
         }],
-        body: None,
     })
 }
 
@@ -288,11 +248,16 @@ pub fn normalise(
                 ));
             }
             match serde_json::from_str::<Value>(r.get()) {
-                Ok(v) => object(v)?,
+                Ok(Value::Object(m)) => m,
+                Ok(other) => {
+                    return Err(reject(
+                        "invalid_message",
+                        format!("message must be a JSON object, not {}", kind(&other)),
+                    ));
+                }
                 Err(e) => return Err(reject("invalid_message", e.to_string())),
             }
         }
-        RawMessage::InBatch(v) => object(v)?,
         RawMessage::Parsed { map, len } => {
             if len > MAX_MESSAGE_BYTES {
                 return Err(reject(
@@ -517,16 +482,6 @@ pub fn normalise(
         message: m,
         consent_denied,
     })
-}
-
-fn object(v: Value) -> Result<Map<String, Value>, Rejection> {
-    match v {
-        Value::Object(m) => Ok(m),
-        other => Err(reject(
-            "invalid_message",
-            format!("message must be a JSON object, not {}", kind(&other)),
-        )),
-    }
 }
 
 /// A normalised message as stored: byte for byte what `serde_json::to_string` writes. Nearly
@@ -1060,34 +1015,6 @@ mod tests {
         })
     }
 
-    /// Messages that mostly pass: a type, identifiers, times, properties and context of any
-    /// JSON, so the accepted path is exercised as much as the refusals.
-    fn json_message() -> impl Strategy<Value = Value> {
-        (
-            prop_oneof![Just("track"), Just("page"), Just("identify"), Just("alias")],
-            prop::option::of("[a-z0-9-]{1,12}"),
-            prop::option::of("[a-z0-9-]{1,12}"),
-            prop::option::of(prop_oneof![
-                Just("2026-11-23T09:59:00.250Z"),
-                Just("2026-11-23T11:00:00+01:00"),
-                Just("not a time"),
-            ]),
-            any_json(),
-            prop::option::of(prop_oneof![
-                Just("Mozilla/5.0 (compatible; Googlebot/2.1)"),
-                Just("Mozilla/5.0 test"),
-            ]),
-            any::<bool>(),
-        )
-            .prop_map(|(ty, user, anon, time, properties, ua, analytics)| {
-                json!({"type": ty, "event": "Product Viewed", "userId": user,
-                    "anonymousId": anon, "previousId": "p", "timestamp": time,
-                    "properties": {"p": properties},
-                    "context": {"userAgent": ua, "ip": "198.51.100.7",
-                        "consent": {"categoryPreferences": {"analytics": analytics}}}})
-            })
-    }
-
     fn any_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -1148,33 +1075,6 @@ mod tests {
         ) {
             let expected = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
             prop_assert_eq!(needs_escape(&bytes), expected);
-        }
-
-        #[test]
-        fn a_small_batch_parsed_whole_gives_what_splitting_it_gives(
-            messages in prop::collection::vec(prop_oneof![json_value(), json_message()], 0..8),
-            sent_at in prop_oneof![Just(Value::Null), Just(json!("2026-11-23T10:00:05Z"))],
-        ) {
-            let body = json!({"batch": messages, "sentAt": sent_at}).to_string();
-            prop_assume!(body.len() <= MAX_MESSAGE_BYTES);
-            let mut whole = parse_batch(&body).expect("a batch array always parses");
-            let mut split = split_batch(&body).expect("a batch array always parses");
-            prop_assert!(whole.messages.iter().all(|m| matches!(m, RawMessage::InBatch(_))));
-            let texts: Vec<&str> = whole.message_texts().expect("texts").iter().map(|r| r.get()).collect();
-            let split_texts: Vec<String> = split.messages.iter().map(RawMessage::text).collect();
-            prop_assert_eq!(texts, split_texts);
-            let request = info("2026-11-23T10:00:00Z");
-            let pairs = std::mem::take(&mut whole.messages).into_iter().zip(std::mem::take(&mut split.messages));
-            for (w, s) in pairs {
-                // Generated IDs differ from call to call; everything else must not.
-                let stored = |n: Result<Normalised, Rejection>| n.map(|mut n| {
-                    if n.message["messageId"].as_str().is_some_and(|id| id.starts_with("seam-")) {
-                        n.message.remove("messageId");
-                    }
-                    (json_text(&n.message), n.consent_denied)
-                }).map_err(|r| (r.code, r.message));
-                prop_assert_eq!(stored(normalise(w, &whole, &request)), stored(normalise(s, &split, &request)));
-            }
         }
 
         #[test]
