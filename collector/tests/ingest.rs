@@ -336,6 +336,75 @@ async fn invalid_messages_are_listed_and_kept_while_their_valid_neighbours_are_s
 }
 
 #[tokio::test]
+async fn refused_messages_are_kept_as_sent_and_one_the_parser_refuses_costs_only_itself() {
+    let collector = Collector::start();
+    // Written by hand: spaces and escapes as a client sent them.
+    let refused = r#"{ "type" : "track",  "userId": "u1", "note": "caf\u00e9" }"#;
+    let body = format!(
+        r#"{{"batch": [{ok1}, {refused}, "not an object", {ok2}]}}"#,
+        ok1 = track("ok-1", "u1"),
+        ok2 = track("ok-2", "u1"),
+    );
+    let answer = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic(WRITE_KEY))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let codes: Vec<(u64, String)> = answer.json()["rejected"]
+        .as_array()
+        .expect("rejected list")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [(1, "missing_event".into()), (2, "invalid_message".into())]
+    );
+    let failed = collector.admin_get("/v1/failed?limit=10").await.json();
+    let raws: Vec<&str> = failed["failed"]
+        .as_array()
+        .expect("failed list")
+        .iter()
+        .map(|f| f["raw"].as_str().unwrap())
+        .collect();
+    assert_eq!(raws, ["\"not an object\"", refused], "kept byte for byte");
+
+    // A number past f64 fails the parser; the other messages are stored all the same.
+    let body = format!(
+        r#"{{"batch": [{ok3}, {{"type": "track", "event": "E", "userId": "u1", "n": 1e400}}]}}"#,
+        ok3 = track("ok-3", "u1"),
+    );
+    let answer = collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic(WRITE_KEY))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["rejected"][0]["index"], 1, "{}", answer.body);
+    assert_eq!(answer.json()["rejected"][0]["code"], "invalid_message");
+    let stored = collector.events_of_user("u1").await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ok-3", "ok-2", "ok-1"]
+    );
+}
+
+#[tokio::test]
 async fn events_without_analytics_consent_are_not_stored_but_the_consent_change_is() {
     let collector = Collector::start();
     let denied = json!({"categoryPreferences": {"analytics": false, "marketing": false}});
