@@ -22,6 +22,12 @@ const BENCHES: &[(&str, &str, &str, &str)] = &[
         "identity",
         "identity resolution and profile reads",
     ),
+    (
+        "handler",
+        "seam-collector",
+        "handler",
+        "request-path CPU per event (parse, normalise, write), one thread",
+    ),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

@@ -1,0 +1,117 @@
+//! `cargo xtask bench handler`: the request path's CPU per event without HTTP, threads or disk:
+//! a 50-event batch like the ingest bench's split into messages, each validated, normalised and
+//! written as stored. One thread, so the figure is steady where the ingest bench's wall-clock
+//! ones are not; the baseline in the same run is serde_json alone parsing the batch and writing
+//! each message back, so the ratio is what normalisation costs on top of reading and writing
+//! JSON at all.
+//!
+//! `--rounds N` (default 30): each row's figure is its fastest round, rounds alternating
+//! between the rows so that both see the same machine.
+
+use seam_collector::message::{RequestInfo, json_text, normalise, parse_batch, parse_time};
+use serde_json::{Value, json};
+use std::hint::black_box;
+use std::time::Instant;
+
+/// The allocator the `seam` binary runs with, so figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const EVENTS_PER_BATCH: usize = 50;
+const BATCHES_PER_ROUND: usize = 400;
+
+/// Typical browser track and page events, as the ingest bench sends them.
+fn batch() -> String {
+    let events: Vec<Value> = (0..EVENTS_PER_BATCH)
+        .map(|i| {
+            json!({
+                "type": if i % 5 == 0 { "page" } else { "track" },
+                "event": "Product Viewed",
+                "messageId": format!("00000000001234-{i:02}"),
+                "anonymousId": format!("anon-{:08}", i * 7919 % 1000),
+                "userId": if i % 3 == 0 { json!(format!("user-{}", i % 17)) } else { Value::Null },
+                "timestamp": "2026-11-23T10:00:00.123Z",
+                "properties": {"sku": format!("SKU-{i:05}"), "price": 19.99, "currency": "EUR"},
+                "context": {
+                    "page": {"url": "https://shop.example/products/trail-runner", "path": "/products/trail-runner"},
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36",
+                    "library": {"name": "seam", "version": "0.1.0"},
+                    "consent": {"categoryPreferences": {"analytics": true, "marketing": false}}
+                }
+            })
+        })
+        .collect();
+    json!({"batch": events, "writeKey": "wk", "sentAt": "2026-11-23T10:00:01.000Z"}).to_string()
+}
+
+/// Microseconds per event of one round of `step` over the batch.
+fn round(body: &str, step: &dyn Fn(&str) -> usize) -> f64 {
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..BATCHES_PER_ROUND {
+        bytes += step(black_box(body));
+    }
+    black_box(bytes);
+    started.elapsed().as_secs_f64() * 1e6 / (BATCHES_PER_ROUND * EVENTS_PER_BATCH) as f64
+}
+
+/// serde_json alone: the batch parsed into values, each message written back.
+fn parse_and_write(body: &str) -> usize {
+    let parsed: Value = serde_json::from_str(body).expect("the batch parses");
+    parsed["batch"]
+        .as_array()
+        .expect("a batch array")
+        .iter()
+        .map(|m| serde_json::to_string(m).expect("writes").len())
+        .sum()
+}
+
+/// What the collector does per request before the store: split, validate, normalise, write.
+fn request_path(body: &str, info: &RequestInfo<'_>) -> usize {
+    let mut envelope = parse_batch(body).expect("the batch parses");
+    let messages = std::mem::take(&mut envelope.messages);
+    messages
+        .into_iter()
+        .map(|raw| {
+            let normalised = normalise(raw, &envelope, info).expect("every message is valid");
+            json_text(&normalised.message).len()
+        })
+        .sum()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(30, |v| v.parse().expect("--rounds takes a number"));
+    let body = batch();
+    let info = RequestInfo::new(
+        parse_time("2026-11-23T10:00:02Z").expect("a time"),
+        Some("203.0.113.9".parse().expect("an IP")),
+        false,
+        Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"),
+        None,
+    );
+    let (mut baseline, mut path) = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        baseline = baseline.min(round(&body, &parse_and_write));
+        path = path.min(round(&body, &|b| request_path(b, &info)));
+    }
+    println!(
+        "handler bench: {EVENTS_PER_BATCH}-event batch of {} bytes, {BATCHES_PER_ROUND} batches per round, fastest of {rounds} rounds, one thread\n",
+        body.len()
+    );
+    println!("| {:<44} | µs/event | vs baseline |", "step");
+    println!("|{}|---------:|------------:|", "-".repeat(46));
+    for (step, us) in [
+        ("serde_json parse + write (baseline)", baseline),
+        ("split + validate + normalise + write", path),
+    ] {
+        println!(
+            "| {step:<44} | {us:8.3} | {:10.0}% |",
+            100.0 * us / baseline
+        );
+    }
+}
