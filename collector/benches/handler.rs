@@ -8,6 +8,8 @@
 //! `--rounds N` (default 30): each row's figure is its fastest round, rounds alternating
 //! between the rows so that both see the same machine.
 
+mod shared;
+
 use seam_collector::message::{RequestInfo, json_text, normalise, parse_batch, parse_time};
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -20,26 +22,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EVENTS_PER_BATCH: usize = 50;
 const BATCHES_PER_ROUND: usize = 400;
 
-/// Typical browser track and page events, as the ingest bench sends them.
+/// The ingest bench's batch (its message IDs fixed).
 fn batch() -> String {
     let events: Vec<Value> = (0..EVENTS_PER_BATCH)
-        .map(|i| {
-            json!({
-                "type": if i % 5 == 0 { "page" } else { "track" },
-                "event": "Product Viewed",
-                "messageId": format!("00000000001234-{i:02}"),
-                "anonymousId": format!("anon-{:08}", i * 7919 % 1000),
-                "userId": if i % 3 == 0 { json!(format!("user-{}", i % 17)) } else { Value::Null },
-                "timestamp": "2026-11-23T10:00:00.123Z",
-                "properties": {"sku": format!("SKU-{i:05}"), "price": 19.99, "currency": "EUR"},
-                "context": {
-                    "page": {"url": "https://shop.example/products/trail-runner", "path": "/products/trail-runner"},
-                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36",
-                    "library": {"name": "seam", "version": "0.1.0"},
-                    "consent": {"categoryPreferences": {"analytics": true, "marketing": false}}
-                }
-            })
-        })
+        .map(|i| shared::browser_message(i, &format!("00000000001234-{i:02}")))
         .collect();
     json!({"batch": events, "writeKey": "wk", "sentAt": "2026-11-23T10:00:01.000Z"}).to_string()
 }

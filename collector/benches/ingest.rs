@@ -14,6 +14,8 @@
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored before reading
 //! the collector's memory (default 1,000,000; the target is 10,000,000).
 
+mod shared;
+
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -208,21 +210,7 @@ impl Template {
         let slot = "#".repeat(COUNTER_WIDTH);
         let mut events = Vec::new();
         for i in 0..EVENTS_PER_BATCH {
-            let event = serde_json::json!({
-                "type": if i % 5 == 0 { "page" } else { "track" },
-                "event": "Product Viewed",
-                "messageId": format!("{slot}-{i:02}"),
-                "anonymousId": format!("anon-{:08}", i * 7919 % 1000),
-                "userId": if i % 3 == 0 { serde_json::json!(format!("user-{}", i % 17)) } else { serde_json::Value::Null },
-                "timestamp": "2026-11-23T10:00:00.123Z",
-                "properties": {"sku": format!("SKU-{i:05}"), "price": 19.99, "currency": "EUR"},
-                "context": {
-                    "page": {"url": "https://shop.example/products/trail-runner", "path": "/products/trail-runner"},
-                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36",
-                    "library": {"name": "seam", "version": "0.1.0"},
-                    "consent": {"categoryPreferences": {"analytics": true, "marketing": false}}
-                }
-            });
+            let event = shared::browser_message(i, &format!("{slot}-{i:02}"));
             events.push(event);
         }
         let body = serde_json::json!({"batch": events, "writeKey": WRITE_KEY, "sentAt": "2026-11-23T10:00:01.000Z"})

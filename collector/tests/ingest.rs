@@ -274,17 +274,7 @@ async fn invalid_messages_are_listed_and_kept_while_their_valid_neighbours_are_s
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     let body = answer.json();
     assert_eq!(body["success"], true);
-    let rejected: Vec<(u64, String)> = body["rejected"]
-        .as_array()
-        .expect("rejected list")
-        .iter()
-        .map(|r| {
-            (
-                r["index"].as_u64().unwrap(),
-                r["code"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let rejected = rejected_codes(&body);
     let expected = [
         (1, "missing_type"),
         (2, "missing_event"),
@@ -306,12 +296,8 @@ async fn invalid_messages_are_listed_and_kept_while_their_valid_neighbours_are_s
     for r in body["rejected"].as_array().unwrap() {
         assert!(!r["message"].as_str().unwrap().is_empty());
     }
-    let stored = collector.events_of_user("u1").await;
     assert_eq!(
-        stored
-            .iter()
-            .map(|e| e["messageId"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        message_ids_of_user(&collector, "u1").await,
         ["ok-2", "ok-1"]
     );
 
@@ -335,6 +321,43 @@ async fn invalid_messages_are_listed_and_kept_while_their_valid_neighbours_are_s
     );
 }
 
+/// The (index, code) of each message an answer lists as rejected.
+fn rejected_codes(answer: &Value) -> Vec<(u64, String)> {
+    answer["rejected"]
+        .as_array()
+        .expect("rejected list")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The messageIds of a user's stored events, newest first.
+async fn message_ids_of_user(collector: &Collector, user: &str) -> Vec<String> {
+    collector
+        .events_of_user(user)
+        .await
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// POSTs a batch written as text, byte for byte, with the write key as HTTP Basic user name.
+async fn post_text(collector: &Collector, body: String) -> support::Answer {
+    collector
+        .send(
+            Request::post("/v1/batch")
+                .header("authorization", basic(WRITE_KEY))
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn refused_messages_are_kept_as_sent_and_one_the_parser_refuses_costs_only_itself() {
     let collector = Collector::start();
@@ -345,28 +368,10 @@ async fn refused_messages_are_kept_as_sent_and_one_the_parser_refuses_costs_only
         ok1 = track("ok-1", "u1"),
         ok2 = track("ok-2", "u1"),
     );
-    let answer = collector
-        .send(
-            Request::post("/v1/batch")
-                .header("authorization", basic(WRITE_KEY))
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let answer = post_text(&collector, body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let codes: Vec<(u64, String)> = answer.json()["rejected"]
-        .as_array()
-        .expect("rejected list")
-        .iter()
-        .map(|r| {
-            (
-                r["index"].as_u64().unwrap(),
-                r["code"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
     assert_eq!(
-        codes,
+        rejected_codes(&answer.json()),
         [(1, "missing_event".into()), (2, "invalid_message".into())]
     );
     let failed = collector.admin_get("/v1/failed?limit=10").await.json();
@@ -383,23 +388,14 @@ async fn refused_messages_are_kept_as_sent_and_one_the_parser_refuses_costs_only
         r#"{{"batch": [{ok3}, {{"type": "track", "event": "E", "userId": "u1", "n": 1e400}}]}}"#,
         ok3 = track("ok-3", "u1"),
     );
-    let answer = collector
-        .send(
-            Request::post("/v1/batch")
-                .header("authorization", basic(WRITE_KEY))
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let answer = post_text(&collector, body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    assert_eq!(answer.json()["rejected"][0]["index"], 1, "{}", answer.body);
-    assert_eq!(answer.json()["rejected"][0]["code"], "invalid_message");
-    let stored = collector.events_of_user("u1").await;
     assert_eq!(
-        stored
-            .iter()
-            .map(|e| e["messageId"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        rejected_codes(&answer.json()),
+        [(1, "invalid_message".into())]
+    );
+    assert_eq!(
+        message_ids_of_user(&collector, "u1").await,
         ["ok-3", "ok-2", "ok-1"]
     );
 }
