@@ -795,6 +795,11 @@ mod tests {
         )
     }
 
+    /// The message as stored, when it is accepted.
+    fn stored(message: Value, received: &str) -> Map<String, Value> {
+        one(message, received).expect("accepted").message
+    }
+
     fn one(message: Value, received: &str) -> Result<Normalised, Rejection> {
         let body = json!({ "batch": [message] }).to_string();
         let mut envelope = parse_batch(&body).unwrap();
@@ -804,13 +809,11 @@ mod tests {
 
     #[test]
     fn a_fast_device_clock_is_corrected_and_the_device_time_kept() {
-        let m = one(
+        let m = stored(
             json!({"type": "track", "event": "E", "userId": "u",
                    "originalTimestamp": "2026-11-23T12:00:00.000Z", "sentAt": "2026-11-23T12:00:05.000Z"}),
             "2026-11-23T10:00:10.000Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["timestamp"], "2026-11-23T10:00:05.000Z");
         assert_eq!(m["originalTimestamp"], "2026-11-23T12:00:00.000Z");
         assert_eq!(m["receivedAt"], "2026-11-23T10:00:10.000Z");
@@ -818,20 +821,16 @@ mod tests {
 
     #[test]
     fn a_timestamp_far_in_the_future_is_clamped_to_receipt() {
-        let m = one(
+        let m = stored(
             json!({"type": "track", "event": "E", "userId": "u", "timestamp": "2099-01-01T00:00:00Z"}),
             "2026-11-23T10:00:00.000Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["timestamp"], "2026-11-23T10:00:00.000Z");
         // Python clients send microseconds and +00:00.
-        let m = one(
+        let m = stored(
             json!({"type": "track", "event": "E", "userId": "u", "timestamp": "2026-11-22T22:16:28.814074+00:00"}),
             "2026-11-23T10:00:00.000Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["timestamp"], "2026-11-22T22:16:28.814Z");
     }
 
@@ -854,37 +853,31 @@ mod tests {
 
     #[test]
     fn a_client_s_own_seq_is_dropped() {
-        let m = one(
+        let m = stored(
             json!({"type": "track", "event": "E", "userId": "u", "seq": 5}),
             "2026-11-23T10:00:00.000Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert!(!m.contains_key("seq"), "{m:?}");
     }
 
     #[test]
     fn a_correction_past_the_dates_time_holds_falls_back_to_receipt() {
         // Sent 10,000 years before it happened: received − (sentAt − timestamp) is past 9999.
-        let m = one(
+        let m = stored(
             json!({"type": "track", "event": "E", "userId": "u",
                 "timestamp": "9999-12-31T00:00:00Z", "sentAt": "0000-01-01T00:00:00Z"}),
             "2026-11-23T10:00:00.000Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["timestamp"], "2026-11-23T10:00:00.000Z");
         assert_eq!(m["originalTimestamp"], "9999-12-31T00:00:00.000Z");
     }
 
     #[test]
     fn the_request_adds_ip_user_agent_and_bot_flag_and_ips_can_be_truncated() {
-        let m = one(
+        let m = stored(
             json!({"type": "page", "anonymousId": "a"}),
             "2026-11-23T10:00:00Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["context"]["ip"], "203.0.113.77");
         assert_eq!(m["context"]["userAgent"], "Mozilla/5.0 test");
         assert!(m["context"].get("bot").is_none());
@@ -975,12 +968,10 @@ mod tests {
 
     #[test]
     fn numeric_user_ids_become_strings_and_nulls_are_absent() {
-        let m = one(
+        let m = stored(
             json!({"type": "identify", "userId": 42, "anonymousId": null, "traits": null}),
             "2026-11-23T10:00:00Z",
-        )
-        .unwrap()
-        .message;
+        );
         assert_eq!(m["userId"], "42");
         assert!(m.get("anonymousId").is_none() && m.get("traits").is_none());
     }
