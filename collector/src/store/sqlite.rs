@@ -51,6 +51,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a write waits for the index to come back under its lag bound before a 503.
 const LAG_WAIT: Duration = Duration::from_secs(2);
+/// How long an erasure retries emptying the WAL while other connections hold it.
+const ERASE_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
 /// How long a read waits for the indexer before it gives up with an error.
 const READ_WAIT: Duration = Duration::from_secs(10);
 
@@ -931,12 +933,7 @@ impl Indexer {
             if let Err(e) = self.scrub() {
                 tracing::error!(error = %e, "Cannot zero erased events in the log; retried at the next erasure and start.");
             }
-            // The WAL still holds the pages as they were before the erasure: copy the zeroed
-            // ones into the database and empty it.
-            if let Err(e) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            {
+            if let Err(e) = self.empty_wal() {
                 tracing::warn!(error = %e, "Cannot empty the WAL after an erasure; the next checkpoints overwrite it.");
             }
         }
@@ -952,6 +949,30 @@ impl Indexer {
                 shared.events.fetch_sub(n, Ordering::Relaxed);
                 let _ = reply.send(Ok(n));
             }
+        }
+    }
+
+    /// After an erasure the WAL still holds the pages as they were before it: copies the zeroed
+    /// ones into the database and empties the WAL. A checkpoint another connection is running
+    /// (the background one, or a reader's snapshot) makes SQLite answer "busy" rather than
+    /// wait, with nothing copied, so it is retried until it completes.
+    fn empty_wal(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + ERASE_CHECKPOINT_WAIT;
+        loop {
+            let busy = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| e.to_string())?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the WAL was still in use after {} s",
+                    ERASE_CHECKPOINT_WAIT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
