@@ -12,7 +12,9 @@
 //! waits `Retry-After`. `lag` is how many acknowledged events were not yet readable at the end.
 //!
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored before reading
-//! the collector's memory (default 1,000,000; the target is 10,000,000).
+//! the collector's memory (default 1,000,000; the target is 10,000,000; 0 skips it),
+//! `--conns 64,4` and `--handlers parse-only,sqlite,sqlite+identity` to run only some phases
+//! (the parse-only ceiling always runs, since the other rows are read against it).
 
 mod shared;
 
@@ -58,14 +60,36 @@ fn main() {
             .map(|v| v.replace('_', "").parse().expect("a number"))
             .unwrap_or(default)
     };
+    let list = |name: &str, default: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |v| v.as_str())
+            .split(',')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     let seconds = flag("--seconds", 10);
     let events = flag("--events", 1_000_000);
+    let phases = Phases {
+        conns: list("--conns", "64,4")
+            .iter()
+            .map(|c| c.parse().expect("--conns takes numbers"))
+            .collect(),
+        handlers: list("--handlers", "parse-only,sqlite,sqlite+identity"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(bench(Duration::from_secs(seconds), events));
+    rt.block_on(bench(Duration::from_secs(seconds), events, &phases));
+}
+
+/// Which phases run: connection counts, and the handlers at each (identity only at 64).
+struct Phases {
+    conns: Vec<usize>,
+    handlers: Vec<String>,
 }
 
 struct Row {
@@ -77,7 +101,7 @@ struct Row {
     result: LoadResult,
 }
 
-async fn bench(phase: Duration, rss_events: u64) {
+async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     let template = Template::new();
     println!(
         "ingest bench: {EVENTS_PER_BATCH}-event batches of {} bytes, {} s per phase, {} cores",
@@ -87,13 +111,12 @@ async fn bench(phase: Duration, rss_events: u64) {
     );
     let counter = Arc::new(AtomicU64::new(0));
     let mut rows = Vec::new();
-    for connections in [64, 4] {
-        let engines: &[&str] = if connections == 64 {
-            &["parse-only", "sqlite", "sqlite+identity"]
-        } else {
-            &["parse-only", "sqlite"]
-        };
-        for &engine in engines {
+    for &connections in &phases.conns {
+        let engines = ["parse-only", "sqlite", "sqlite+identity"]
+            .into_iter()
+            .filter(|e| *e == "parse-only" || phases.handlers.iter().any(|h| h == e))
+            .filter(|e| *e != "sqlite+identity" || connections == 64);
+        for engine in engines {
             let dir = TempDir::new("ingest-bench");
             let server = Server::start(engine, &dir);
             let cpu_before = server.cpu_seconds();
@@ -149,6 +172,9 @@ async fn bench(phase: Duration, rss_events: u64) {
         );
     }
 
+    if rss_events == 0 {
+        return;
+    }
     // Memory after many stored events.
     let dir = TempDir::new("ingest-bench-rss");
     let server = Server::start("sqlite", &dir);
