@@ -670,6 +670,7 @@ async fn past_the_index_lag_bound_requests_get_503_overloaded_with_retry_after()
     let collector = Collector::with_limits(seam_collector::store::sqlite::Limits {
         max_queued_events: 50_000,
         max_index_lag_events: 0,
+        ..Default::default()
     });
     let answer = collector
         .post("/v1/batch", &json!({"batch": [track("m1", "u")]}))
