@@ -172,10 +172,10 @@ enum Command {
 }
 
 /// What the indexer's queue carries: durable groups, and wake-ups from reads and held writes
-/// that want the groups up to [`Shared::wanted_group`] indexed now.
+/// that want the groups up to the one named indexed now.
 enum IndexMsg {
     Job(IndexJob),
-    Wake,
+    Wake(u64),
 }
 
 /// A durable group on its way into SQLite.
@@ -201,9 +201,6 @@ struct Shared {
     indexed_seq: AtomicU64,
     /// The last group in SQLite; reads wait on it.
     indexed_group: watch::Sender<u64>,
-    /// The newest group a read or a held write is waiting for; the indexer commits as soon as
-    /// it holds it instead of gathering for [`Limits::index_gather`].
-    wanted_group: AtomicU64,
     readers: Mutex<Vec<Connection>>,
     bus: EventBus,
 }
@@ -301,6 +298,7 @@ impl SqliteStore {
             conn,
             log_dir: log_dir.clone(),
             applied_group: 0,
+            wanted_group: 0,
             last_sync: Instant::now(),
             last_prune: Instant::now(),
         };
@@ -348,7 +346,6 @@ impl SqliteStore {
             acked_seq: AtomicU64::new(last_seq),
             indexed_seq: AtomicU64::new(last_seq),
             indexed_group: watch::Sender::new(last_group),
-            wanted_group: AtomicU64::new(0),
             readers: Mutex::new(Vec::new()),
             bus: EventBus::new(),
         });
@@ -438,9 +435,8 @@ impl SqliteStore {
     /// Asks the indexer to commit what it holds up to the last acknowledged group now.
     fn hurry_indexer(&self) {
         let target = self.shared.acked_group.load(Ordering::Acquire);
-        self.shared.wanted_group.fetch_max(target, Ordering::AcqRel);
         if let Some(wake) = self.wake_indexer.lock().expect("wake lock").as_ref() {
-            let _ = wake.send(IndexMsg::Wake);
+            let _ = wake.send(IndexMsg::Wake(target));
         }
     }
 
@@ -797,6 +793,9 @@ struct Indexer {
     conn: Connection,
     log_dir: PathBuf,
     applied_group: u64,
+    /// The newest group a read or a held write has asked for; the indexer commits as soon as
+    /// it holds it instead of gathering for [`Limits::index_gather`].
+    wanted_group: u64,
     last_sync: Instant,
     last_prune: Instant,
 }
@@ -881,34 +880,36 @@ impl Indexer {
         tracing::info!("Indexer stopped: every logged group is in SQLite.");
     }
 
-    /// The next jobs to apply in one transaction: what arrives within [`Limits::index_gather`] of the
-    /// first, up to [`MAX_INDEX_EVENTS`]; sooner when an erasure is among them or someone waits
-    /// for a group they hold. `None` once the queue is closed and empty.
-    fn gather(&self, rx: &mpsc::Receiver<IndexMsg>, shared: &Shared) -> Option<Vec<IndexJob>> {
-        let mut jobs: Vec<IndexJob> = Vec::new();
+    /// The next jobs to apply in one transaction: what arrives within [`Limits::index_gather`]
+    /// of the first, up to [`MAX_INDEX_EVENTS`]; sooner when an erasure is among them or someone
+    /// waits for a group they hold. `None` once the queue is closed and empty.
+    fn gather(&mut self, rx: &mpsc::Receiver<IndexMsg>, shared: &Shared) -> Option<Vec<IndexJob>> {
+        let mut jobs = Vec::new();
         let mut events = 0;
-        let mut deadline = None;
+        let mut deadline: Option<Instant> = None;
         loop {
             let msg = match deadline {
                 None => rx.recv().ok()?,
-                Some(at) => match rx.recv_timeout(at - Instant::now().min(at)) {
+                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(msg) => msg,
                     Err(_) => return Some(jobs),
                 },
             };
-            if let IndexMsg::Job(job) = msg {
-                events += job_events(&job);
-                let erases = !job.deletes.is_empty();
-                jobs.push(job);
-                deadline.get_or_insert_with(|| Instant::now() + shared.limits.index_gather);
-                if erases || events >= MAX_INDEX_EVENTS {
-                    return Some(jobs);
+            match msg {
+                IndexMsg::Job(job) => {
+                    events += job_events(&job);
+                    let erases = !job.deletes.is_empty();
+                    jobs.push(job);
+                    deadline.get_or_insert_with(|| Instant::now() + shared.limits.index_gather);
+                    if erases || events >= MAX_INDEX_EVENTS {
+                        return Some(jobs);
+                    }
                 }
+                IndexMsg::Wake(group) => self.wanted_group = self.wanted_group.max(group),
             }
-            let wanted = shared.wanted_group.load(Ordering::Acquire);
             if let Some(last) = jobs.last()
-                && wanted > self.applied_group
-                && wanted <= last.group
+                && self.wanted_group > self.applied_group
+                && self.wanted_group <= last.group
             {
                 return Some(jobs);
             }
