@@ -623,7 +623,7 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let mut last_expire = now_ms();
         while let Ok(first) = rx.recv() {
-            let group = drain(&rx, first, MAX_GROUP_EVENTS, group_events);
+            let group = drain(&rx, first);
             self.commit_group(group);
             let now = now_ms();
             if now - last_expire > 60_000 {
@@ -765,20 +765,20 @@ impl Writer {
     }
 }
 
-/// `first` and whatever else is queued, until the items' `events` reach `max`.
-fn drain<T>(rx: &mpsc::Receiver<T>, first: T, max: usize, events: fn(&T) -> usize) -> Vec<T> {
-    let mut n = events(&first);
-    let mut items = vec![first];
-    while n < max {
+/// `first` and whatever else is queued, until the group holds [`MAX_GROUP_EVENTS`].
+fn drain(rx: &mpsc::Receiver<Command>, first: Command) -> Vec<Command> {
+    let mut n = group_events(&first);
+    let mut group = vec![first];
+    while n < MAX_GROUP_EVENTS {
         match rx.try_recv() {
-            Ok(item) => {
-                n += events(&item);
-                items.push(item);
+            Ok(cmd) => {
+                n += group_events(&cmd);
+                group.push(cmd);
             }
             Err(_) => break,
         }
     }
-    items
+    group
 }
 
 fn group_events(cmd: &Command) -> usize {
