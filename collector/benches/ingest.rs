@@ -53,31 +53,42 @@ fn main() {
         serve(&engine, &dir);
         return;
     }
-    let flag = |name: &str, default: u64| {
+    let value = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
-            .map(|v| v.replace('_', "").parse().expect("a number"))
-            .unwrap_or(default)
+            .map(String::as_str)
     };
-    let list = |name: &str, default: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.as_str())
-            .split(',')
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
+    let flag = |name: &str, default: u64| {
+        value(name).map_or(default, |v| {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, not `{v}`"))
+        })
+    };
+    let list = |name: &str, default: String| -> Vec<String> {
+        let text = value(name).map_or(default, str::to_owned);
+        text.split(',').map(str::to_owned).collect()
     };
     let seconds = flag("--seconds", 10);
     let events = flag("--events", 1_000_000);
     let phases = Phases {
-        conns: list("--conns", "64,4")
+        conns: list("--conns", "64,4".into())
             .iter()
-            .map(|c| c.parse().expect("--conns takes numbers"))
+            .map(|c| {
+                c.parse()
+                    .unwrap_or_else(|_| panic!("--conns takes numbers, not `{c}`"))
+            })
             .collect(),
-        handlers: list("--handlers", "parse-only,sqlite,sqlite+identity"),
+        handlers: list("--handlers", HANDLERS.join(",")),
     };
+    if let Some(h) = phases
+        .handlers
+        .iter()
+        .find(|h| !HANDLERS.contains(&h.as_str()))
+    {
+        panic!("--handlers: `{h}` is not one of {}", HANDLERS.join(", "));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,6 +96,9 @@ fn main() {
         .expect("runtime");
     rt.block_on(bench(Duration::from_secs(seconds), events, &phases));
 }
+
+/// The collector set-ups a phase can run: the ceiling, the store alone, the whole collector.
+const HANDLERS: [&str; 3] = ["parse-only", "sqlite", "sqlite+identity"];
 
 /// Which phases run: connection counts, and the handlers at each (identity only at 64).
 struct Phases {
@@ -112,7 +126,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     let counter = Arc::new(AtomicU64::new(0));
     let mut rows = Vec::new();
     for &connections in &phases.conns {
-        let engines = ["parse-only", "sqlite", "sqlite+identity"]
+        let engines = HANDLERS
             .into_iter()
             .filter(|e| *e == "parse-only" || phases.handlers.iter().any(|h| h == e))
             .filter(|e| *e != "sqlite+identity" || connections == 64);
