@@ -30,3 +30,30 @@ pub(crate) fn lower_thread_priority() {
         }
     }
 }
+
+/// Tells the kernel that bytes `from..to` of `file`, written and synced, will not be read
+/// soon, so their page-cache pages are freed now. The log's writer frees what it has synced
+/// (see `LogWriter::append`); a failure only leaves the pages cached.
+pub(crate) fn drop_cached(file: &std::fs::File, from: u64, to: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from)))
+        else {
+            return;
+        };
+        // SAFETY: posix_fadvise reads its integer arguments; the descriptor is open for the
+        // borrow of `file`.
+        let result = unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED)
+        };
+        if result != 0 {
+            tracing::debug!(
+                errno = result,
+                "Could not drop synced log pages from the page cache."
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, to);
+}

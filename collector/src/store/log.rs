@@ -26,6 +26,11 @@ const MAX_FRAME: usize = 1 << 30;
 /// A new segment starts once the current one passes this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const SUFFIX: &str = ".seg";
+/// Synced bytes behind the end of the segment that stay in the page cache, for reads of the
+/// newest events; older ones are dropped from it (see [`LogWriter::append`]).
+const CACHED_TAIL: u64 = 8 * 1024 * 1024;
+/// Synced pages are dropped a megabyte at a time, not after every group.
+const DROP_STEP: u64 = 1024 * 1024;
 /// Deleted segments kept for reuse by versions that deleted segments once indexed; removed at
 /// start-up.
 const SPARE: &str = ".spare";
@@ -296,7 +301,13 @@ pub struct FrameBuilder {
 
 impl FrameBuilder {
     pub fn new(group: u64) -> Self {
-        let mut buf = Vec::with_capacity(1 << 20);
+        Self::with_buffer(group, Vec::with_capacity(1 << 20))
+    }
+    /// A frame built in `buf`, the bytes [`Self::finish`] gave back for an earlier frame: the
+    /// writer reuses one buffer, since a fresh megabyte each group came back from the
+    /// allocator as pages the kernel had to fault in and zero again.
+    pub fn with_buffer(group: u64, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.resize(HEADER, 0);
         put_u64(&mut buf, group);
         FrameBuilder { buf }
@@ -604,6 +615,8 @@ pub struct LogWriter {
     file: File,
     first_group: u64,
     len: u64,
+    /// Bytes before this are no longer in the page cache.
+    dropped: u64,
 }
 
 impl LogWriter {
@@ -621,6 +634,7 @@ impl LogWriter {
             file,
             first_group: next_group,
             len: 0,
+            dropped: 0,
         })
     }
 
@@ -636,6 +650,7 @@ impl LogWriter {
         match result {
             Ok(()) => {
                 self.len += frame.len() as u64;
+                self.drop_synced(CACHED_TAIL);
                 Ok((self.first_group, at))
             }
             Err(e) => {
@@ -652,8 +667,24 @@ impl LogWriter {
 
     /// Closes the current segment and starts the next at `next_group`.
     pub fn rotate(&mut self, next_group: u64) -> io::Result<()> {
+        self.drop_synced(0);
         *self = LogWriter::create(&self.dir, next_group)?;
         Ok(())
+    }
+
+    /// Drops synced bytes older than the last `keep` from the page cache. Written pages are
+    /// rarely read again (SQLite gets the records from the writer, reads take only the
+    /// bodies they page through), and freeing them lets the next appends reuse pages the
+    /// kernel already holds: on this project's virtual machines, copying a frame into pages
+    /// the guest had not touched yet was 60% of the writer's CPU (`perf`, 64 connections), and
+    /// a Python loop appending 2.8 GB in 25 KB writes spent 7.3 s of CPU against 1.1 s when
+    /// it dropped what it had synced.
+    fn drop_synced(&mut self, keep: u64) {
+        let until = self.len.saturating_sub(keep);
+        if until >= self.dropped + DROP_STEP || (keep == 0 && until > self.dropped) {
+            crate::os::drop_cached(&self.file, self.dropped, until);
+            self.dropped = until;
+        }
     }
 }
 
