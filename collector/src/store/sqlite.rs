@@ -358,6 +358,7 @@ impl SqliteStore {
             last_seq,
             next_group: last_group + 1,
             indexer: index_tx.clone(),
+            frame_buf: Vec::new(),
         };
         let indexer_shared = shared.clone();
         let threads = vec![
@@ -617,7 +618,12 @@ struct Writer {
     last_seq: u64,
     next_group: u64,
     indexer: mpsc::Sender<IndexMsg>,
+    /// The last frame's bytes, kept for the next one (see [`FrameBuilder::with_buffer`]).
+    frame_buf: Vec<u8>,
 }
+
+/// A frame buffer that grew past this (a group of large messages) is not kept.
+const KEPT_FRAME_BYTES: usize = 4 << 20;
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
@@ -638,7 +644,8 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Command>) {
         let queued: u64 = group.iter().map(|c| group_events(c) as u64).sum();
         let publish = self.shared.bus.has_subscribers();
-        let mut frame = FrameBuilder::new(self.next_group);
+        let mut frame =
+            FrameBuilder::with_buffer(self.next_group, std::mem::take(&mut self.frame_buf));
         let mut records = Vec::new();
         let mut committed = Vec::new();
         let mut fresh: Vec<(u64, i64)> = Vec::new();
@@ -701,16 +708,20 @@ impl Writer {
             }
         }
 
+        let bytes = frame.finish();
         let result = if records.is_empty() {
             Ok(())
         } else {
-            self.log.append(&frame.finish()).map(|(segment, offset)| {
+            self.log.append(&bytes).map(|(segment, offset)| {
                 for at in records.iter_mut().filter_map(Record::position_mut) {
                     at.segment = segment;
                     at.offset += offset;
                 }
             })
         };
+        if bytes.capacity() <= KEPT_FRAME_BYTES {
+            self.frame_buf = bytes;
+        }
         self.shared.queue_depth.fetch_sub(queued, Ordering::Relaxed);
         if let Err(e) = result {
             // Nothing of this group is durable, so nobody is acknowledged.
