@@ -9,7 +9,8 @@
 //! durable path (the embedded store: log fsync per group commit, SQLite indexed behind it); and
 //! the whole collector as `seam serve` runs it, identity resolution following every commit.
 //! `503` answers (overload) are counted apart and honoured like a client would: that connection
-//! waits `Retry-After`. `lag` is how many acknowledged events were not yet readable at the end.
+//! waits `Retry-After`. `lag` is how many acknowledged events were not yet readable at the end;
+//! `peak RSS` is the collector's high-water mark in that phase (each phase starts a fresh one).
 //!
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored before reading
 //! the collector's memory (default 1,000,000; the target is 10,000,000; 0 skips it),
@@ -108,6 +109,11 @@ struct Phases {
 
 struct Row {
     lag: u64,
+    /// The collector process's peak RSS: what it held while under this load.
+    peak_rss_mb: f64,
+    /// Identity resolution's catch-ups from the store (the first at start-up; more when it
+    /// fell too far behind the live commits).
+    replays: u64,
     /// The collector process's CPU time (user + system) per event it stored in the phase.
     cpu_us_per_event: f64,
     handler: &'static str,
@@ -143,9 +149,12 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             )
             .await;
             let lag = server.metric("seam_index_lag_events").await;
+            let replays = server.metric("seam_identity_replays_total").await;
             let cpu = server.cpu_seconds() - cpu_before;
             rows.push(Row {
                 lag,
+                peak_rss_mb: server.peak_rss_kb() as f64 / 1024.0,
+                replays,
                 cpu_us_per_event: 1e6 * cpu
                     / (result.all_requests * EVENTS_PER_BATCH as u64) as f64,
                 handler: match engine {
@@ -161,10 +170,10 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
 
     println!();
     println!(
-        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag |"
+        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag | peak RSS MB |"
     );
     println!(
-        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------------:|------:|-------:|--------:|"
+        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------------:|------:|-------:|--------:|------------:|"
     );
     for row in &rows {
         let ceiling = rows
@@ -172,7 +181,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
             .map_or(1.0, |r| r.result.events_per_sec());
         println!(
-            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} |",
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} | {:>11.1} |",
             row.handler,
             row.connections,
             row.result.events_per_sec(),
@@ -183,6 +192,13 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             row.result.overloaded,
             row.result.errors,
             row.lag,
+            row.peak_rss_mb,
+        );
+    }
+    for row in rows.iter().filter(|r| r.handler == "durable + identity") {
+        println!(
+            "{} at {} conns: identity resolution replayed from the store {} times",
+            row.handler, row.connections, row.replays
         );
     }
 

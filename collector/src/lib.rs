@@ -125,7 +125,10 @@ pub fn app(state: AppState) -> Router {
 async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(state.store.stats()),
+        state.metrics.render(
+            state.store.stats(),
+            state.identity.as_ref().map(|i| i.stats()),
+        ),
     )
 }
 

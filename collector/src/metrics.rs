@@ -42,7 +42,7 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, store: StoreStats) -> String {
+    pub fn render(&self, store: StoreStats, identity: Option<IdentityStats>) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -120,6 +120,32 @@ impl Metrics {
             "Bytes the store occupies on disk.",
             store.bytes,
         );
+        if let Some(identity) = identity {
+            gauge(
+                "seam_identity_applied_seq",
+                "Highest store seq applied to the identity graph.",
+                identity.applied_seq,
+            );
+            gauge(
+                "seam_identity_backlog_events",
+                "Committed events handed to identity resolution and not applied yet.",
+                identity.backlog,
+            );
+            let name = "seam_identity_replays_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Catch-ups of identity resolution from the store, after it fell behind.\n# TYPE {name} counter\n{name} {}",
+                identity.replays
+            );
+        }
         out
     }
+}
+
+/// What identity resolution reports to `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityStats {
+    pub applied_seq: u64,
+    pub backlog: u64,
+    pub replays: u64,
 }

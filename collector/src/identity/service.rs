@@ -13,7 +13,7 @@ use crate::store::{parse_seq_cursor, seq_cursor};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -44,6 +44,12 @@ pub struct Identity {
     /// One applier at a time (the follower task, or a read catching up); holds when the
     /// graph was last saved.
     apply_lock: Mutex<Instant>,
+    /// Events handed to the identity thread and not applied yet (at most [`LIVE_BACKLOG`]).
+    live_backlog: AtomicUsize,
+    /// Notified when `live_backlog` falls to zero.
+    live_idle: tokio::sync::Notify,
+    /// Replays from the store the follower started (the first at start-up).
+    replays: AtomicU64,
 }
 
 /// How often changed links are saved: a crash replays at most this much from the store, and a
@@ -90,6 +96,48 @@ impl Suppressed {
             }
             _ => self.values.contains(s),
         }
+    }
+}
+
+/// Committed events handed to the identity thread and not applied yet, at most; a burst
+/// beyond it is replayed from the store instead of held in memory.
+const LIVE_BACKLOG: usize = 5_000;
+/// Wait before replaying again after a failed replay.
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Where the follower is.
+enum Follow {
+    /// Every commit since the last replay went to the identity thread.
+    Live,
+    /// Commits were dropped; replay once the identity thread has applied what it holds.
+    Dropped,
+    /// Replaying from the store; commits arriving meanwhile are `held` for after, unless there
+    /// were too many (`overflowed`: replay again).
+    Syncing {
+        sync: tokio::task::JoinHandle<Result<(), IdentityError>>,
+        held: Vec<CommittedBatch>,
+        held_events: usize,
+        overflowed: bool,
+    },
+}
+
+/// The identity thread's inbox.
+struct Applier {
+    tx: std::sync::mpsc::Sender<(Vec<CommittedBatch>, usize)>,
+    identity: Arc<Identity>,
+}
+
+impl Applier {
+    fn backlog(&self) -> usize {
+        self.identity.live_backlog.load(Ordering::Acquire)
+    }
+
+    /// Hands `events` events over; `false` once the thread is gone.
+    fn send(&self, batches: Vec<CommittedBatch>, events: usize) -> bool {
+        self.identity
+            .live_backlog
+            .fetch_add(events, Ordering::AcqRel);
+        self.tx.send((batches, events)).is_ok()
     }
 }
 
@@ -154,64 +202,146 @@ impl Identity {
             any_suppressed,
             applied: AtomicU64::new(applied),
             apply_lock: Mutex::new(Instant::now()),
+            live_backlog: AtomicUsize::new(0),
+            live_idle: tokio::sync::Notify::new(),
+            replays: AtomicU64::new(0),
         }))
     }
 
     /// Follows the store from now on: subscribe, replay what is missing, apply each commit.
     /// Needs a tokio runtime; without it, reads still catch up on demand.
+    ///
+    /// Live commits go to a lower-priority thread (see [`Applier`]). What it has not applied
+    /// yet is bounded by [`LIVE_BACKLOG`] events: past that, commits are dropped rather than
+    /// held (they are durable), and once the thread has caught up they are replayed from the
+    /// store, while the commits arriving meanwhile wait, bounded alike, to be applied after.
     pub fn follow(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let me = Arc::clone(self);
-        let mut rx = self.store.subscribe();
+        let rx = self.store.subscribe();
         let applier = self.start_applier();
-        Some(handle.spawn(async move {
-            if let Err(e) = me.sync().await {
-                tracing::warn!(error = %e, "Identity catch-up failed; retried on the next read.");
-            }
-            loop {
-                match rx.recv().await {
-                    Ok(batch) => {
-                        // Whatever else has committed meanwhile goes under the same lock, up
-                        // to a gap the channel dropped: the store fills that in, in order.
-                        let mut batches = vec![batch];
-                        let lagged = loop {
-                            match rx.try_recv() {
-                                Ok(more) => batches.push(more),
-                                Err(TryRecvError::Lagged(_)) => break true,
-                                Err(_) => break false,
-                            }
-                        };
-                        if applier.send(batches).is_err() {
-                            break;
-                        }
-                        if lagged && let Err(e) = me.sync().await {
-                            tracing::warn!(error = %e, "Identity catch-up failed.");
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        if let Err(e) = me.sync().await {
-                            tracing::warn!(error = %e, "Identity catch-up failed.");
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
+        Some(handle.spawn(async move { me.follow_loop(rx, applier).await }))
+    }
+
+    async fn follow_loop(
+        self: Arc<Self>,
+        mut rx: tokio::sync::broadcast::Receiver<CommittedBatch>,
+        applier: Applier,
+    ) {
+        // Start as if commits had been dropped: what the store holds beyond the watermark is
+        // replayed first.
+        let mut state = Follow::Dropped;
+        let mut retry_at = tokio::time::Instant::now();
+        loop {
+            if matches!(state, Follow::Dropped) && applier.backlog() == 0 {
+                let now = tokio::time::Instant::now();
+                if now >= retry_at {
+                    self.replays.fetch_add(1, Ordering::Relaxed);
+                    let me = Arc::clone(&self);
+                    let sync = tokio::spawn(async move { me.sync().await });
+                    state = Follow::Syncing {
+                        sync,
+                        held: Vec::new(),
+                        held_events: 0,
+                        overflowed: false,
+                    };
                 }
             }
-        }))
+            let received = match &mut state {
+                Follow::Live => rx.recv().await,
+                Follow::Dropped => tokio::select! {
+                    r = rx.recv() => r,
+                    () = self.live_idle.notified() => continue,
+                    () = tokio::time::sleep_until(retry_at), if applier.backlog() == 0 => continue,
+                },
+                Follow::Syncing { sync, .. } => tokio::select! {
+                    r = rx.recv() => r,
+                    done = sync => {
+                        let Follow::Syncing { held, held_events, overflowed, .. } =
+                            std::mem::replace(&mut state, Follow::Dropped)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        match done.expect("identity catch-up does not panic") {
+                            Err(e) => {
+                                tracing::warn!(error = %e, "Identity catch-up failed; retried.");
+                                retry_at = tokio::time::Instant::now() + SYNC_RETRY;
+                            }
+                            // Something was dropped while replaying: replay again.
+                            Ok(()) if overflowed => {}
+                            Ok(()) => {
+                                if !held.is_empty() && !applier.send(held, held_events) {
+                                    return;
+                                }
+                                state = Follow::Live;
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
+            // Whatever else has committed meanwhile goes in one hand-over, up to a gap the
+            // channel dropped.
+            let mut batches = match received {
+                Ok(batch) => vec![batch],
+                Err(RecvError::Lagged(_)) => Vec::new(),
+                Err(RecvError::Closed) => return,
+            };
+            let mut lagged = batches.is_empty();
+            while !lagged {
+                match rx.try_recv() {
+                    Ok(more) => batches.push(more),
+                    Err(TryRecvError::Lagged(_)) => lagged = true,
+                    Err(_) => break,
+                }
+            }
+            let events: usize = batches.iter().map(|b| b.len()).sum();
+            match &mut state {
+                Follow::Live if lagged || applier.backlog() + events > LIVE_BACKLOG => {
+                    state = Follow::Dropped;
+                }
+                Follow::Live => {
+                    if !applier.send(batches, events) {
+                        return;
+                    }
+                }
+                Follow::Dropped => {}
+                Follow::Syncing {
+                    held,
+                    held_events,
+                    overflowed,
+                    ..
+                } => {
+                    if lagged || *overflowed || *held_events + events > LIVE_BACKLOG {
+                        *overflowed = true;
+                        held.clear();
+                        *held_events = 0;
+                    } else {
+                        held.append(&mut batches);
+                        *held_events += events;
+                    }
+                }
+            }
+        }
     }
 
     /// The thread that applies live commits, at a lower CPU priority: the view is derived and
     /// reads catch up on demand, so on busy cores acknowledging events goes first. Ends when the
     /// sender is dropped.
-    fn start_applier(self: &Arc<Self>) -> std::sync::mpsc::Sender<Vec<CommittedBatch>> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<CommittedBatch>>();
+    fn start_applier(self: &Arc<Self>) -> Applier {
+        let (tx, rx) = std::sync::mpsc::channel::<(Vec<CommittedBatch>, usize)>();
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("seam-identity".into())
             .spawn(move || {
                 crate::os::lower_thread_priority();
-                while let Ok(batches) = rx.recv() {
+                while let Ok((batches, events)) = rx.recv() {
                     if let Err(e) = me.apply_batches(batches.iter().map(|b| &b[..]), false) {
                         tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
+                    }
+                    drop(batches);
+                    if me.live_backlog.fetch_sub(events, Ordering::AcqRel) == events {
+                        me.live_idle.notify_one();
                     }
                 }
             });
@@ -219,7 +349,10 @@ impl Identity {
             // Without the thread live commits are not applied; reads still catch up on demand.
             tracing::error!(error = %e, "Could not start the identity thread.");
         }
-        tx
+        Applier {
+            tx,
+            identity: Arc::clone(self),
+        }
     }
 
     /// Applies stored events (in `seq` order) not applied yet; saves the graph now and then.
@@ -315,6 +448,14 @@ impl Identity {
                 .expect("identity apply does not panic")?;
         }
         Ok(())
+    }
+
+    pub fn stats(&self) -> crate::metrics::IdentityStats {
+        crate::metrics::IdentityStats {
+            applied_seq: self.applied.load(Ordering::Acquire),
+            backlog: self.live_backlog.load(Ordering::Acquire) as u64,
+            replays: self.replays.load(Ordering::Relaxed),
+        }
     }
 
     pub fn config(&self) -> &IdentityConfig {
@@ -575,5 +716,83 @@ impl Admission for Identity {
             .into_iter()
             .chain(prev_ids)
             .any(|i| sup.contains(&i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+    use crate::store::conformance::{TempDir, event, write};
+
+    /// Appends one write of `n` events, each of its own user, and returns the last `seq`.
+    async fn append_users(store: &SqliteStore, from: usize, n: usize) -> u64 {
+        let events = (from..from + n)
+            .map(|i| event("k", &format!("m{i}"), Some(&format!("u{i}")), None))
+            .collect();
+        let appended = store.append(write(events)).await.expect("append");
+        match appended.last().copied() {
+            Some(crate::store::Appended::Stored { seq }) => seq,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    async fn wait_applied(identity: &Identity, seq: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while identity.applied.load(Ordering::Acquire) < seq {
+            assert!(
+                Instant::now() < deadline,
+                "the follower never applied seq {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_identity_thread_holds_a_bounded_backlog_and_misses_nothing() {
+        let dir = TempDir::new("identity-backlog");
+        let store = Arc::new(SqliteStore::open(&dir.0).expect("open store"));
+        let identity = Identity::open(
+            &dir.0,
+            IdentityConfig::default(),
+            Arc::clone(&store) as Arc<dyn Store>,
+        )
+        .expect("open identity");
+        identity.follow().expect("a runtime");
+        let first = append_users(&store, 0, 1).await;
+        wait_applied(&identity, first).await;
+
+        // Stall the identity thread (and any replay) while commits keep coming.
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+        let holder = Arc::clone(&identity);
+        let stall = std::thread::spawn(move || {
+            let _guard = holder.apply_lock.lock().unwrap();
+            locked.send(()).unwrap();
+            stalled.recv().unwrap();
+        });
+        is_locked.recv().unwrap();
+        let users = 1 + 4 * LIVE_BACKLOG;
+        let mut last = first;
+        let mut peak = 0;
+        for from in (1..users).step_by(1000) {
+            last = append_users(&store, from, 1000.min(users - from)).await;
+            peak = peak.max(identity.live_backlog.load(Ordering::Acquire));
+        }
+        // Let the follower see the last commits before looking at what it holds.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peak = peak.max(identity.live_backlog.load(Ordering::Acquire));
+        assert!(peak > 0, "the identity thread was handed nothing");
+        assert!(
+            peak <= LIVE_BACKLOG,
+            "{peak} events held for the identity thread"
+        );
+
+        release.send(()).unwrap();
+        stall.join().unwrap();
+        // The follower alone catches up: no read asks for a replay.
+        wait_applied(&identity, last).await;
+        assert_eq!(identity.engine().profile_count(), users);
+        assert_eq!(identity.live_backlog.load(Ordering::Acquire), 0);
     }
 }
