@@ -5,8 +5,8 @@
 //!
 //! - [`Store::subscribe`] returns a [`tokio::sync::broadcast::Receiver`] of
 //!   [`CommittedBatch`]es. A batch is sent only after its transaction is durable, in commit
-//!   order, so `seq` only grows, once the events are readable (possibly a little after the
-//!   append resolved). It is sent by the store's threads, never by the HTTP request, so a slow
+//!   order, so `seq` only grows; a read made after receiving it sees its events (it may wait
+//!   for the engine's index). It is sent by the store's threads, never by the HTTP request, so a slow
 //!   subscriber never delays an acknowledgement. The channel is bounded: a subscriber that falls
 //!   behind gets `RecvError::Lagged` and catches up with [`Store::events_after`] from the last
 //!   `seq` it saw. At start-up, subscribe first, then replay with `events_after(0 or your

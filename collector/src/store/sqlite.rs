@@ -183,8 +183,6 @@ struct IndexJob {
     group: u64,
     last_seq: u64,
     records: Vec<Record>,
-    /// What subscribers get once the group is in SQLite (empty when nobody listens).
-    committed: Vec<StoredEvent>,
     /// Replies of the group's erasures, in record order.
     deletes: Vec<oneshot::Sender<Result<u64, StoreError>>>,
 }
@@ -758,11 +756,15 @@ impl Writer {
         // Published before the replies, so a read after any acknowledgement waits for this group.
         self.shared.acked_seq.store(seq, Ordering::Release);
         self.shared.acked_group.store(group, Ordering::Release);
+        // Subscribers get the group once it is durable, not once it is indexed: a read they
+        // make waits for the index as above, and the messages are not held through the lag.
+        if !committed.is_empty() {
+            self.shared.bus.publish(CommittedBatch::from(committed));
+        }
         let job = IndexJob {
             group,
             last_seq: seq,
             records,
-            committed,
             deletes,
         };
         if self.indexer.send(IndexMsg::Job(job)).is_err() {
@@ -870,7 +872,6 @@ impl Indexer {
                         group: f.group,
                         last_seq,
                         records: f.records,
-                        committed: Vec::new(),
                         deletes: Vec::new(),
                     }
                 })
@@ -1020,9 +1021,6 @@ impl Indexer {
         shared.indexed_group.send_replace(group);
         let mut counts = deleted.into_iter();
         for job in jobs {
-            if !job.committed.is_empty() {
-                shared.bus.publish(CommittedBatch::from(job.committed));
-            }
             for reply in job.deletes {
                 let n = counts.next().unwrap_or(0);
                 shared.events.fetch_sub(n, Ordering::Relaxed);
