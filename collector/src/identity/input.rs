@@ -54,6 +54,9 @@ pub struct EventInput<'a> {
     pub revenue: Option<f64>,
     pub order_id: Option<Cow<'a, str>>,
     pub consent: Option<&'a Map<String, Value>>,
+    /// Whether `consent` is a change the visitor made (`Consent Updated`), not the state an
+    /// event was sent under.
+    pub consent_stated: bool,
     pub referrer: Option<&'a str>,
     pub campaign: Option<&'a Map<String, Value>>,
     pub user_agent: Option<&'a str>,
@@ -134,11 +137,15 @@ impl<'a> EventInput<'a> {
         };
         // A `Consent Updated` event states the new choice in its properties; every other event
         // carries the state it was sent under in its context.
-        let consent = props
+        let stated = props
             .filter(|_| event == Some("Consent Updated"))
             .and_then(|p| p.get("categoryPreferences"))
-            .or_else(|| ctx("consent").and_then(|c| c.get("categoryPreferences")))
             .and_then(Value::as_object);
+        let consent = stated.or_else(|| {
+            ctx("consent")
+                .and_then(|c| c.get("categoryPreferences"))
+                .and_then(Value::as_object)
+        });
         let session = ctx("session").and_then(|v| match v {
             Value::Object(o) => text(o.get("id")),
             other => text(Some(other)),
@@ -156,6 +163,7 @@ impl<'a> EventInput<'a> {
             revenue: revenue.filter(|r| r.is_finite()),
             order_id,
             consent,
+            consent_stated: stated.is_some(),
             referrer: ctx("page")
                 .and_then(|p| p.get("referrer"))
                 .and_then(Value::as_str)

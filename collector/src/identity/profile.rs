@@ -22,12 +22,12 @@ pub struct Aggregate {
     pub orders: VecMap<String, (i64, f64)>,
     pub traits: VecMap<String, (EventKey, Value)>,
     pub first_touch: VecMap<String, (EventKey, Value)>,
-    pub consent: VecMap<EventKey, Arc<Map<String, Value>>>,
+    pub consent: Consent,
     pub devices: VecMap<String, (i64, i64)>,
 }
 
-/// A map kept as a sorted vector. A link holds a few sessions and orders and one consent
-/// observation per event, mostly arriving in key order; a B-tree's smallest node outweighs that.
+/// A map kept as a sorted vector. A link holds a few sessions, orders and consent observations,
+/// mostly arriving in key order; a B-tree's smallest node outweighs that.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VecMap<K, V>(Vec<(K, V)>);
 
@@ -57,6 +57,14 @@ impl<K: Ord, V> VecMap<K, V> {
         K: std::borrow::Borrow<Q>,
     {
         self.0.binary_search_by(|(x, _)| x.borrow().cmp(k)).is_ok()
+    }
+
+    pub fn get<Q: Ord + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        let i = self.0.binary_search_by(|(x, _)| x.borrow().cmp(k)).ok()?;
+        Some(&self.0[i].1)
     }
 
     pub fn get_mut<Q: Ord + ?Sized>(&mut self, k: &Q) -> Option<&mut V>
@@ -92,6 +100,49 @@ impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
             m.insert(k, v);
         }
         m
+    }
+}
+
+/// A consent state, shared through [`ConsentInterner`].
+pub type ConsentState = Arc<Map<String, Value>>;
+
+/// Consent observations by event key, each with whether it was stated (`Consent Updated`).
+/// Every stated change is kept; of the states events were merely sent under, the first and
+/// last observation of each: every event carries its consent, and keeping each would grow a
+/// profile with every event. Both are functions of the set of events, whatever order they
+/// arrive or links merge in. The latest state per category is exact; so is the history of a
+/// visitor whose changes are stated, and one who returns to an earlier state without saying so
+/// shows it from the last time it was seen.
+pub type Consent = VecMap<EventKey, (ConsentState, bool)>;
+
+fn same_state(a: &ConsentState, b: &ConsentState) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// Adds an observation to `c`, keeping the summary [`Consent`] describes.
+fn observe_consent(c: &mut Consent, key: EventKey, state: ConsentState, stated: bool) {
+    if stated {
+        c.insert(key, (state, true));
+        return;
+    }
+    let mut seen =
+        c.0.iter()
+            .enumerate()
+            .filter(|(_, (_, (s, stated)))| !stated && same_state(s, &state))
+            .map(|(i, _)| i);
+    let (first, last) = (seen.next(), seen.next());
+    if let (Some(lo), Some(hi)) = (first, last) {
+        if key < c.0[lo].0 {
+            c.0.remove(lo);
+        } else if key > c.0[hi].0 {
+            c.0.remove(hi);
+        } else {
+            return;
+        }
+    }
+    // A stated observation of the same event stays stated.
+    if !c.get(&key).is_some_and(|(_, stated)| *stated) {
+        c.insert(key, (state, false));
     }
 }
 
@@ -163,7 +214,12 @@ impl Aggregate {
             }
         }
         if let Some(c) = e.consent {
-            self.consent.insert(key.clone(), interner.intern(c));
+            observe_consent(
+                &mut self.consent,
+                key.clone(),
+                interner.intern(c),
+                e.consent_stated,
+            );
         }
         if let Some(ua) = e.user_agent {
             match self.devices.get_mut(ua) {
@@ -195,8 +251,8 @@ impl Aggregate {
         for (k, (key, v)) in o.first_touch.iter() {
             lww(&mut self.first_touch, k, key, || v.clone(), false);
         }
-        for (k, v) in o.consent.iter() {
-            self.consent.insert(k.clone(), v.clone());
+        for (k, (state, stated)) in o.consent.iter() {
+            observe_consent(&mut self.consent, k.clone(), state.clone(), *stated);
         }
         for (ua, &(f, l)) in o.devices.iter() {
             match self.devices.get_mut(ua) {
@@ -268,7 +324,7 @@ impl Aggregate {
         let mut history = Vec::new();
         let mut prev: Option<&Arc<Map<String, Value>>> = None;
         let mut updated = None;
-        for ((ts, mid), c) in self.consent.iter() {
+        for ((ts, mid), (c, _)) in self.consent.iter() {
             for (k, v) in c.iter() {
                 categories.insert(k, v);
             }
@@ -322,6 +378,9 @@ pub struct SavedAggregate {
     ft: HashMap<String, (i64, String, Value)>,
     #[serde(default)]
     c: Vec<(i64, String, Map<String, Value>)>,
+    /// Stated changes (`Consent Updated`); before these were told apart, all were in `c`.
+    #[serde(default)]
+    cs: Vec<(i64, String, Map<String, Value>)>,
     #[serde(default)]
     d: HashMap<String, (i64, i64)>,
 }
@@ -342,17 +401,22 @@ impl SavedAggregate {
             orders: self.o.into_iter().collect(),
             traits: keyed(self.t),
             first_touch: keyed(self.ft),
-            consent: self
-                .c
-                .into_iter()
-                .map(|(t, id, c)| ((t, id), interner.intern(&c)))
-                .collect(),
+            consent: {
+                let mut c = Consent::default();
+                let observed = self.c.into_iter().map(|o| (o, false));
+                for ((t, id, state), stated) in
+                    observed.chain(self.cs.into_iter().map(|o| (o, true)))
+                {
+                    observe_consent(&mut c, (t, id), interner.intern(&state), stated);
+                }
+                c
+            },
             devices: self.d.into_iter().collect(),
         }
     }
 }
 
-/// [`Aggregate::saved`]: `{"f", "l", "n", "pv", "s", "o", "t", "ft", "c", "d"}`.
+/// [`Aggregate::saved`]: `{"f", "l", "n", "pv", "s", "o", "t", "ft", "c", "cs", "d"}`.
 struct Saved<'a>(&'a Aggregate);
 
 /// A map or sequence written from an iterator, once.
@@ -373,9 +437,9 @@ fn collect<I>(i: I) -> Collect<I> {
     Collect(std::cell::Cell::new(Some(i)))
 }
 
-/// Every consent observation, not only this link's changes: another link of the same profile
-/// may interleave a different state.
-struct Observations<'a>(&'a VecMap<EventKey, Arc<Map<String, Value>>>);
+/// The consent observations kept (see [`Consent`]), not only this link's changes: another link
+/// of the same profile may interleave a different state. Stated ones, or the others.
+struct Observations<'a>(&'a Consent, bool);
 
 /// A set's members as a JSON array.
 struct Keys<'a, K>(&'a VecMap<K, ()>);
@@ -388,7 +452,12 @@ impl<K: Ord + Serialize> Serialize for Keys<'_, K> {
 
 impl Serialize for Observations<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|((t, id), c)| (t, id, &**c)))
+        s.collect_seq(
+            self.0
+                .iter()
+                .filter(|(_, (_, stated))| *stated == self.1)
+                .map(|((t, id), (c, _))| (t, id, &**c)),
+        )
     }
 }
 
@@ -407,7 +476,8 @@ impl<'a> Serialize for Saved<'a> {
         m.serialize_entry("o", &collect(a.orders.iter()))?;
         m.serialize_entry("t", &keyed(&a.traits))?;
         m.serialize_entry("ft", &keyed(&a.first_touch))?;
-        m.serialize_entry("c", &Observations(&a.consent))?;
+        m.serialize_entry("c", &Observations(&a.consent, false))?;
+        m.serialize_entry("cs", &Observations(&a.consent, true))?;
         m.serialize_entry("d", &collect(a.devices.iter()))?;
         m.end()
     }
@@ -519,6 +589,82 @@ mod tests {
             orders,
             revenue,
         }
+    }
+
+    fn state(analytics: bool) -> ConsentState {
+        let Value::Object(m) = json!({"analytics": analytics}) else {
+            unreachable!()
+        };
+        Arc::new(m)
+    }
+
+    /// Observations `(second, analytics, stated)` of one link, in the given order: the consent
+    /// JSON's changes as `[message_id, analytics]`, its current state, and how many it kept.
+    fn consent(observations: &[(i64, bool, bool)]) -> (Value, Value, usize) {
+        let mut a = Aggregate::default();
+        for &(t, granted, stated) in observations {
+            let key = (t * 1000, format!("m{t:03}"));
+            observe_consent(&mut a.consent, key, state(granted), stated);
+        }
+        let json = a.consent_json();
+        let changes = json["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| json!([h["message_id"], h["categories"]["analytics"]]))
+            .collect();
+        (changes, json["categories"].clone(), a.consent.len())
+    }
+
+    /// A visitor grants for 100 events, denies for 50, grants again for 10; with the changes
+    /// stated or not.
+    fn visitor(stated: bool) -> Vec<(i64, bool, bool)> {
+        (1..=160)
+            .map(|t| {
+                let granted = !(101..=150).contains(&t);
+                (t, granted, stated && (t == 101 || t == 151))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consent_keeps_stated_changes_and_the_ends_of_each_state_in_any_order() {
+        let (changes, now, kept) = consent(&visitor(true));
+        assert_eq!(
+            changes,
+            json!([["m001", true], ["m101", false], ["m151", true]])
+        );
+        assert_eq!(now, json!({"analytics": true}));
+        assert!(kept <= 6, "{kept} observations kept of 160");
+        // Unstated, the return to granting shows from the last time it was seen.
+        let (changes, now, kept) = consent(&visitor(false));
+        assert_eq!(
+            changes,
+            json!([["m001", true], ["m101", false], ["m160", true]])
+        );
+        assert_eq!(now, json!({"analytics": true}));
+        assert_eq!(kept, 4);
+        // Late and shuffled arrivals give the same summary.
+        for stated in [true, false] {
+            let mut shuffled = visitor(stated);
+            shuffled.sort_by_key(|&(t, ..)| (t * 7919) % 163);
+            assert_eq!(consent(&shuffled), consent(&visitor(stated)));
+        }
+    }
+
+    #[test]
+    fn consent_seen_on_another_device_inside_a_run_still_shows_and_the_latest_wins() {
+        // The laptop grants at every even second to 20; the phone denied at 15.
+        let mut obs: Vec<(i64, bool, bool)> = (1..=10).map(|t| (2 * t, true, false)).collect();
+        obs.push((15, false, false));
+        let (changes, now, _) = consent(&obs);
+        assert_eq!(
+            changes,
+            json!([["m002", true], ["m015", false], ["m020", true]])
+        );
+        assert_eq!(now, json!({"analytics": true}));
+        let (_, now, _) = consent(&[(1, true, false), (2, true, false), (3, false, false)]);
+        assert_eq!(now, json!({"analytics": false}));
     }
 
     #[test]
