@@ -14,10 +14,11 @@ pub fn disable_transparent_huge_pages() {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10). For the threads off the
-/// acknowledgement path (the store's indexer and checkpointer, identity's follower): when the
-/// two cores are busy, requests and the log writer go first, and the lag behind them is
-/// bounded elsewhere.
+/// Lowers the calling thread's CPU priority (nice 10). For the store's threads off the
+/// acknowledgement path (indexer, checkpointer): when the two cores are busy, requests and the
+/// log writer go first, and the lag behind them is bounded elsewhere. Identity's thread keeps
+/// the usual priority: lowered, it fell behind in bursts at 4 connections and each time
+/// replayed from the store, which cost more than it saved.
 pub(crate) fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     {

@@ -211,7 +211,7 @@ impl Identity {
     /// Follows the store from now on: subscribe, replay what is missing, apply each commit.
     /// Needs a tokio runtime; without it, reads still catch up on demand.
     ///
-    /// Live commits go to a lower-priority thread (see [`Applier`]). What it has not applied
+    /// Live commits go to a thread of their own (see [`Applier`]). What it has not applied
     /// yet is bounded by [`LIVE_BACKLOG`] events: past that, commits are dropped rather than
     /// held (they are durable), and once the thread has caught up they are replayed from the
     /// store, while the commits arriving meanwhile wait, bounded alike, to be applied after.
@@ -325,16 +325,14 @@ impl Identity {
         }
     }
 
-    /// The thread that applies live commits, at a lower CPU priority: the view is derived and
-    /// reads catch up on demand, so on busy cores acknowledging events goes first. Ends when the
-    /// sender is dropped.
+    /// The thread that applies live commits, off the tokio workers so a long batch never delays
+    /// a request. Ends when the sender is dropped.
     fn start_applier(self: &Arc<Self>) -> Applier {
         let (tx, rx) = std::sync::mpsc::channel::<(Vec<CommittedBatch>, usize)>();
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("seam-identity".into())
             .spawn(move || {
-                crate::os::lower_thread_priority();
                 while let Ok((batches, events)) = rx.recv() {
                     if let Err(e) = me.apply_batches(batches.iter().map(|b| &b[..]), false) {
                         tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
