@@ -32,9 +32,9 @@ pub(crate) fn lower_thread_priority() {
     }
 }
 
-/// Tells the kernel that bytes `from..to` of `file`, written and synced, will not be read
-/// soon, so their page-cache pages are freed now. The log's writer frees what it has synced
-/// (see `LogWriter::append`); a failure only leaves the pages cached.
+/// Tells the kernel that bytes `from..to` of `file`, synced, will not be read soon, so their
+/// page-cache pages are freed now. The log's writer frees what it has synced (see
+/// `LogWriter::append`), a replay what it has read; a failure only leaves the pages cached.
 pub(crate) fn drop_cached(file: &std::fs::File, from: u64, to: u64) {
     #[cfg(target_os = "linux")]
     {

@@ -555,12 +555,17 @@ impl BodyReader {
             && at.offset >= self.window_start
             && at.offset + len as u64 <= self.window_start + self.window.len() as u64;
         if !held {
-            let file = match self.files.entry(at.segment) {
-                std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(File::open(self.dir.join(segment_name(at.segment)))?)
-                }
-            };
+            if let std::collections::hash_map::Entry::Vacant(v) = self.files.entry(at.segment) {
+                v.insert(File::open(self.dir.join(segment_name(at.segment)))?);
+            }
+            let file = &self.files[&at.segment];
+            // Reading in log order, the window just passed is not read again: its pages go
+            // back to the kernel now, and the next read-ahead reuses them (fresh page-cache
+            // pages cost more than the copy, as for the writer's).
+            if self.read_ahead > 0 && self.window_segment == at.segment {
+                let end = self.window_start + self.window.len() as u64;
+                crate::os::drop_cached(file, self.window_start, end);
+            }
             self.window.resize(len.max(self.read_ahead), 0);
             let mut filled = 0;
             while filled < self.window.len() {
