@@ -280,7 +280,9 @@ impl SqliteStore {
             .map_err(engine)?;
         conn.pragma_update(None, "wal_autocheckpoint", 1_024)
             .map_err(engine)?;
-        conn.pragma_update(None, "cache_size", -32_768)
+        // 16 MiB: with 10M events stored, 32 MiB cost 37 MB of RSS for no faster indexing
+        // (bench ingest --events 10000000: 131k vs 135k events/s loading, RSS 207 vs 170 MB).
+        conn.pragma_update(None, "cache_size", -16_384)
             .map_err(engine)?;
         // Erasure zeroes what it deletes instead of leaving it in free space; with the
         // truncating checkpoint after each erasure, no file in the data dir keeps it.
