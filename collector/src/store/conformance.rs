@@ -134,6 +134,13 @@ async fn appended_events_get_growing_seqs_and_reach_subscribers_after_commit(ope
             .await
             .expect("committed events reach subscribers")
             .expect("subscribed");
+        // A read made once a batch arrived sees its events.
+        let last = batch.last().expect("a batch is never empty").seq;
+        let read = store.events_after(0, 10).await.expect("read");
+        assert!(
+            read.iter().any(|e| e.seq == last),
+            "seq {last} not readable yet"
+        );
         got.extend(batch.iter().cloned());
     }
     assert_eq!(
