@@ -152,10 +152,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             .await;
             let lag = server.metric("seam_index_lag_events").await;
             let replays = server.metric("seam_identity_replays_total").await;
-            let identity_lag = server
-                .metric("seam_events_accepted_total")
-                .await
-                .saturating_sub(server.metric("seam_identity_applied_seq").await);
+            let identity_lag = server.metric("seam_identity_lag_events").await;
             let cpu = server.cpu_seconds() - cpu_before;
             rows.push(Row {
                 lag,
@@ -253,10 +250,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     // Identity resolution catches up once the load stops; memory then.
     let started = Instant::now();
     let behind = loop {
-        let behind = server
-            .metric("seam_events_accepted_total")
-            .await
-            .saturating_sub(server.metric("seam_identity_applied_seq").await);
+        let behind = server.metric("seam_identity_lag_events").await;
         if behind == 0 || started.elapsed() > Duration::from_secs(300) {
             break behind;
         }

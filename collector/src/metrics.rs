@@ -127,6 +127,11 @@ impl Metrics {
                 identity.applied_seq,
             );
             gauge(
+                "seam_identity_lag_events",
+                "Stored events identity resolution has not applied yet.",
+                store.last_seq.saturating_sub(identity.applied_seq),
+            );
+            gauge(
                 "seam_identity_backlog_events",
                 "Committed events handed to identity resolution and not applied yet.",
                 identity.backlog,

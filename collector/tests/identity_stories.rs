@@ -15,6 +15,15 @@ async fn visitor_on_two_devices_who_logs_in_on_both_has_one_profile_with_every_e
     c.send(&events).await;
 
     let by_laptop = c.profile("anonymous_id:anon-laptop").await;
+    // A profile read catches up first, and /metrics says so.
+    let (_, metrics) = c.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("\nseam_identity_lag_events 0\n"),
+        "{metrics}"
+    );
+    let applied = format!("\nseam_identity_applied_seq {}\n", events.len());
+    assert!(metrics.contains(&applied), "{metrics}");
     for other in [
         "anonymous_id:anon-phone",
         "user_id:cust-42",

@@ -251,6 +251,8 @@ pub struct StoreStats {
     pub events: u64,
     /// Bytes the engine occupies on disk (0 when unknown).
     pub bytes: u64,
+    /// The highest `seq` acknowledged.
+    pub last_seq: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

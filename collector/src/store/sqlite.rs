@@ -1552,6 +1552,7 @@ impl super::Store for SqliteStore {
             index_lag: self.index_lag(),
             events: s.events.load(Ordering::Relaxed),
             bytes: file("") + file("-wal") + log_bytes,
+            last_seq: s.acked_seq.load(Ordering::Acquire),
         }
     }
 }
