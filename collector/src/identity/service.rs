@@ -116,29 +116,15 @@ enum Follow {
     Syncing {
         sync: tokio::task::JoinHandle<Result<(), IdentityError>>,
         held: Vec<CommittedBatch>,
-        held_events: usize,
         overflowed: bool,
     },
 }
 
 /// The identity thread's inbox.
-struct Applier {
-    tx: std::sync::mpsc::Sender<(Vec<CommittedBatch>, usize)>,
-    identity: Arc<Identity>,
-}
+type Applier = std::sync::mpsc::Sender<Vec<CommittedBatch>>;
 
-impl Applier {
-    fn backlog(&self) -> usize {
-        self.identity.live_backlog.load(Ordering::Acquire)
-    }
-
-    /// Hands `events` events over; `false` once the thread is gone.
-    fn send(&self, batches: Vec<CommittedBatch>, events: usize) -> bool {
-        self.identity
-            .live_backlog
-            .fetch_add(events, Ordering::AcqRel);
-        self.tx.send((batches, events)).is_ok()
-    }
+fn event_count(batches: &[CommittedBatch]) -> usize {
+    batches.iter().map(|b| b.len()).sum()
 }
 
 /// Events newest first, and the cursor of the next page.
@@ -211,7 +197,7 @@ impl Identity {
     /// Follows the store from now on: subscribe, replay what is missing, apply each commit.
     /// Needs a tokio runtime; without it, reads still catch up on demand.
     ///
-    /// Live commits go to a thread of their own (see [`Applier`]). What it has not applied
+    /// Live commits go to a thread of their own (see [`Identity::start_applier`]). What it has not applied
     /// yet is bounded by [`LIVE_BACKLOG`] events: past that, commits are dropped rather than
     /// held (they are durable), and once the thread has caught up they are replayed from the
     /// store, while the commits arriving meanwhile wait, bounded alike, to be applied after.
@@ -233,7 +219,7 @@ impl Identity {
         let mut state = Follow::Dropped;
         let mut retry_at = tokio::time::Instant::now();
         loop {
-            if matches!(state, Follow::Dropped) && applier.backlog() == 0 {
+            if matches!(state, Follow::Dropped) && self.live_backlog() == 0 {
                 let now = tokio::time::Instant::now();
                 if now >= retry_at {
                     self.replays.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +228,6 @@ impl Identity {
                     state = Follow::Syncing {
                         sync,
                         held: Vec::new(),
-                        held_events: 0,
                         overflowed: false,
                     };
                 }
@@ -252,12 +237,12 @@ impl Identity {
                 Follow::Dropped => tokio::select! {
                     r = rx.recv() => r,
                     () = self.live_idle.notified() => continue,
-                    () = tokio::time::sleep_until(retry_at), if applier.backlog() == 0 => continue,
+                    () = tokio::time::sleep_until(retry_at), if self.live_backlog() == 0 => continue,
                 },
                 Follow::Syncing { sync, .. } => tokio::select! {
                     r = rx.recv() => r,
                     done = sync => {
-                        let Follow::Syncing { held, held_events, overflowed, .. } =
+                        let Follow::Syncing { held, overflowed, .. } =
                             std::mem::replace(&mut state, Follow::Dropped)
                         else {
                             unreachable!("matched above")
@@ -270,7 +255,7 @@ impl Identity {
                             // Something was dropped while replaying: replay again.
                             Ok(()) if overflowed => {}
                             Ok(()) => {
-                                if !held.is_empty() && !applier.send(held, held_events) {
+                                if !held.is_empty() && !self.hand_over(&applier, held) {
                                     return;
                                 }
                                 state = Follow::Live;
@@ -295,30 +280,25 @@ impl Identity {
                     Err(_) => break,
                 }
             }
-            let events: usize = batches.iter().map(|b| b.len()).sum();
+            let events = event_count(&batches);
             match &mut state {
-                Follow::Live if lagged || applier.backlog() + events > LIVE_BACKLOG => {
+                Follow::Live if lagged || self.live_backlog() + events > LIVE_BACKLOG => {
                     state = Follow::Dropped;
                 }
                 Follow::Live => {
-                    if !applier.send(batches, events) {
+                    if !self.hand_over(&applier, batches) {
                         return;
                     }
                 }
                 Follow::Dropped => {}
                 Follow::Syncing {
-                    held,
-                    held_events,
-                    overflowed,
-                    ..
+                    held, overflowed, ..
                 } => {
-                    if lagged || *overflowed || *held_events + events > LIVE_BACKLOG {
+                    if lagged || *overflowed || event_count(held) + events > LIVE_BACKLOG {
                         *overflowed = true;
                         held.clear();
-                        *held_events = 0;
                     } else {
                         held.append(&mut batches);
-                        *held_events += events;
                     }
                 }
             }
@@ -328,15 +308,16 @@ impl Identity {
     /// The thread that applies live commits, off the tokio workers so a long batch never delays
     /// a request. Ends when the sender is dropped.
     fn start_applier(self: &Arc<Self>) -> Applier {
-        let (tx, rx) = std::sync::mpsc::channel::<(Vec<CommittedBatch>, usize)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<CommittedBatch>>();
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("seam-identity".into())
             .spawn(move || {
-                while let Ok((batches, events)) = rx.recv() {
+                while let Ok(batches) = rx.recv() {
                     if let Err(e) = me.apply_batches(batches.iter().map(|b| &b[..]), false) {
                         tracing::error!(error = %e, "Identity view write failed; replayed at start-up.");
                     }
+                    let events = event_count(&batches);
                     drop(batches);
                     if me.live_backlog.fetch_sub(events, Ordering::AcqRel) == events {
                         me.live_idle.notify_one();
@@ -347,10 +328,18 @@ impl Identity {
             // Without the thread live commits are not applied; reads still catch up on demand.
             tracing::error!(error = %e, "Could not start the identity thread.");
         }
-        Applier {
-            tx,
-            identity: Arc::clone(self),
-        }
+        tx
+    }
+
+    fn live_backlog(&self) -> usize {
+        self.live_backlog.load(Ordering::Acquire)
+    }
+
+    /// Hands batches to the identity thread; `false` once the thread is gone.
+    fn hand_over(&self, applier: &Applier, batches: Vec<CommittedBatch>) -> bool {
+        self.live_backlog
+            .fetch_add(event_count(&batches), Ordering::AcqRel);
+        applier.send(batches).is_ok()
     }
 
     /// Applies stored events (in `seq` order) not applied yet; saves the graph now and then.
@@ -451,7 +440,7 @@ impl Identity {
     pub fn stats(&self) -> crate::metrics::IdentityStats {
         crate::metrics::IdentityStats {
             applied_seq: self.applied.load(Ordering::Acquire),
-            backlog: self.live_backlog.load(Ordering::Acquire) as u64,
+            backlog: self.live_backlog() as u64,
             replays: self.replays.load(Ordering::Relaxed),
         }
     }
