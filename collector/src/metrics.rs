@@ -45,8 +45,7 @@ impl Metrics {
     pub fn render(&self, store: StoreStats, identity: Option<IdentityStats>) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+            sample(&mut out, "counter", name, help, v.load(Ordering::Relaxed));
         };
         counter(
             "seam_events_accepted_total",
@@ -101,9 +100,7 @@ impl Metrics {
             self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count {count}");
-        let mut gauge = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
+        let mut gauge = |name: &str, help: &str, v: u64| sample(&mut out, "gauge", name, help, v);
         gauge(
             "seam_writer_queue_depth",
             "Events waiting for the store's writer.",
@@ -136,15 +133,24 @@ impl Metrics {
                 "Committed events handed to identity resolution and not applied yet.",
                 identity.backlog,
             );
-            let name = "seam_identity_replays_total";
-            let _ = writeln!(
-                out,
-                "# HELP {name} Catch-ups of identity resolution from the store, after it fell behind.\n# TYPE {name} counter\n{name} {}",
-                identity.replays
+            sample(
+                &mut out,
+                "counter",
+                "seam_identity_replays_total",
+                "Catch-ups of identity resolution from the store, after it fell behind.",
+                identity.replays,
             );
         }
         out
     }
+}
+
+/// One metric with a single sample, in the text format.
+fn sample(out: &mut String, kind: &str, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+    );
 }
 
 /// What identity resolution reports to `/metrics`.
