@@ -197,10 +197,11 @@ impl Identity {
     /// Follows the store from now on: subscribe, replay what is missing, apply each commit.
     /// Needs a tokio runtime; without it, reads still catch up on demand.
     ///
-    /// Live commits go to a thread of their own (see [`Identity::start_applier`]). What it has not applied
-    /// yet is bounded by [`LIVE_BACKLOG`] events: past that, commits are dropped rather than
-    /// held (they are durable), and once the thread has caught up they are replayed from the
-    /// store, while the commits arriving meanwhile wait, bounded alike, to be applied after.
+    /// Live commits go to a thread of their own (see [`Identity::start_applier`]). What it has
+    /// not applied yet is bounded by [`LIVE_BACKLOG`] events: past that, commits are dropped
+    /// rather than held (they are durable), and once the thread has caught up they are replayed
+    /// from the store, while the commits arriving meanwhile wait, bounded alike, to be applied
+    /// after.
     pub fn follow(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let me = Arc::clone(self);
@@ -237,7 +238,9 @@ impl Identity {
                 Follow::Dropped => tokio::select! {
                     r = rx.recv() => r,
                     () = self.live_idle.notified() => continue,
-                    () = tokio::time::sleep_until(retry_at), if self.live_backlog() == 0 => continue,
+                    () = tokio::time::sleep_until(retry_at), if self.live_backlog() == 0 => {
+                        continue
+                    }
                 },
                 Follow::Syncing { sync, .. } => tokio::select! {
                     r = rx.recv() => r,

@@ -6,11 +6,12 @@
 //! - [`Store::subscribe`] returns a [`tokio::sync::broadcast::Receiver`] of
 //!   [`CommittedBatch`]es. A batch is sent only after its transaction is durable, in commit
 //!   order, so `seq` only grows; a read made after receiving it sees its events (it may wait
-//!   for the engine's index). It is sent by the store's threads, never by the HTTP request, so a slow
-//!   subscriber never delays an acknowledgement. The channel is bounded: a subscriber that falls
-//!   behind gets `RecvError::Lagged` and catches up with [`Store::events_after`] from the last
-//!   `seq` it saw. At start-up, subscribe first, then replay with `events_after(0 or your
-//!   checkpoint)`, then skip live events whose `seq` you already replayed.
+//!   for the engine's index). It is sent by the store's threads, never by the HTTP request, so
+//!   a slow subscriber never delays an acknowledgement. The channel is bounded: a subscriber
+//!   that falls behind gets `RecvError::Lagged` and catches up with [`Store::events_after`] from
+//!   the last `seq` it saw. At start-up, subscribe first, then replay with
+//!   `events_after(0 or your checkpoint)`, then skip live events whose `seq` you already
+//!   replayed.
 //! - [`Store::events_for`]: the events of a set of user IDs / anonymous IDs, newest first, one
 //!   page at a time ([`PageRequest`] / [`Page`] with an opaque cursor).
 //! - [`Store::events_after`]: every event with `seq` greater than a given one, oldest first.
@@ -58,8 +59,9 @@ impl StoredEvent {
     }
 }
 
-/// Events of one durable commit, in `seq` order; shared by all subscribers.
-pub type CommittedBatch = Arc<[StoredEvent]>;
+/// Events of one durable commit, in `seq` order; shared by all subscribers. A `Vec` behind the
+/// `Arc`, so the writer publishes what it built without copying it into a slice.
+pub type CommittedBatch = Arc<Vec<StoredEvent>>;
 
 /// A message ready to be stored, built by the ingestion path with [`NewEvent::new`].
 #[derive(Clone, Debug)]
