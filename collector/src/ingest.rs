@@ -290,9 +290,11 @@ fn validate(
                     out.suppressed += 1;
                     continue;
                 }
-                out.write
-                    .events
-                    .push(NewEvent::new(write_key, received_ms, message));
+                let mut event = NewEvent::new(write_key, received_ms, message);
+                if state.identity.is_some() {
+                    crate::identity::input::retain_read(&mut event.message);
+                }
+                out.write.events.push(event);
             }
             Err(rejection) => {
                 out.write.failed.push(FailedEvent {

@@ -59,7 +59,10 @@ impl StoredEvent {
     }
 }
 
-/// Events of one durable commit, in `seq` order; shared by all subscribers. A `Vec` behind the
+/// Events of one durable commit, in `seq` order; shared by all subscribers. Each message is
+/// the [`NewEvent::message`] it was appended with, plus `seq`: with identity on, ingestion
+/// keeps there only what identity reads (`identity::input::retain_read`), while reads from the
+/// store give the whole message. A `Vec` behind the
 /// `Arc`, so the writer publishes what it built without copying it into a slice.
 pub type CommittedBatch = Arc<Vec<StoredEvent>>;
 
@@ -72,7 +75,8 @@ pub struct NewEvent {
     pub received_at_ms: i64,
     pub user_id: Option<String>,
     pub anonymous_id: Option<String>,
-    /// The normalised message without `seq` (the store adds it).
+    /// The normalised message without `seq` (the store adds it), for subscribers: ingestion
+    /// may cut it down to what they read, since `json` is what is stored.
     pub message: serde_json::Map<String, Value>,
     /// `message` serialised: done on the request's thread so the single writer only copies.
     pub json: String,
