@@ -175,55 +175,176 @@ impl<'a> EventInput<'a> {
     }
 }
 
-/// Cuts a normalised message down to what [`EventInput::from_message`] and
-/// [`visit_raw_identifiers`] read, both of them unchanged by it. Ingestion does this to each
-/// message it hands the store once the bytes to store are written, when identity follows the
-/// store: the rest is freed on the request's thread, not on identity's, which otherwise spent
-/// 38% of its time freeing messages other threads had allocated (`perf`, 4 connections).
-/// A field read above must be kept here: `pruned_messages_read_as_whole_ones` checks both.
-pub fn retain_read(m: &mut Map<String, Value>) {
-    fn keep(v: &mut Value, keys: &[&str]) {
-        if let Value::Object(o) = v {
-            o.retain(|k, _| keys.contains(&k.as_str()));
+/// Which fields of a JSON value identity reads: the whole value, or of an object only the named
+/// fields, each with its own `Read` (anything but an object is always kept whole).
+#[derive(Clone, Copy)]
+enum Read {
+    All,
+    Fields(&'static [(&'static str, Read)]),
+}
+
+/// Every field [`EventInput::from_message`] and [`visit_raw_identifiers`] read. A field read
+/// there must be listed here: `pruned_messages_read_as_whole_ones` checks both.
+const READ: Read = Read::Fields(&[
+    ("type", Read::All),
+    ("event", Read::All),
+    ("messageId", Read::All),
+    ("userId", Read::All),
+    ("anonymousId", Read::All),
+    ("previousId", Read::All),
+    ("timestamp", Read::All),
+    ("seq", Read::All),
+    ("traits", Read::All),
+    (
+        "properties",
+        Read::Fields(&[
+            ("email", Read::All),
+            ("phone", Read::All),
+            ("revenue", Read::All),
+            ("total", Read::All),
+            ("order_id", Read::All),
+            ("categoryPreferences", Read::All),
+        ]),
+    ),
+    (
+        "context",
+        Read::Fields(&[
+            ("traits", Read::All),
+            ("consent", Read::All),
+            ("page", Read::Fields(&[("referrer", Read::All)])),
+            ("campaign", Read::All),
+            ("userAgent", Read::All),
+            ("session", Read::All),
+            ("externalIds", Read::All),
+        ]),
+    ),
+]);
+
+impl Read {
+    fn field(self, name: &str) -> Option<(&'static str, Read)> {
+        match self {
+            Read::All => None,
+            Read::Fields(f) => f.iter().find(|(k, _)| *k == name).copied(),
         }
     }
-    m.retain(|k, v| match k.as_str() {
-        "type" | "event" | "messageId" | "userId" | "anonymousId" | "previousId" | "timestamp"
-        | "seq" | "traits" => true,
-        "properties" => {
-            keep(
-                v,
-                &[
-                    "email",
-                    "phone",
-                    "revenue",
-                    "total",
-                    "order_id",
-                    "categoryPreferences",
-                ],
-            );
-            true
+
+    fn prune(self, v: &mut Value) {
+        if let (Read::Fields(_), Value::Object(o)) = (self, v) {
+            o.retain(|k, v| match self.field(k) {
+                Some((_, read)) => {
+                    read.prune(v);
+                    true
+                }
+                None => false,
+            });
         }
-        "context" => {
-            keep(
-                v,
-                &[
-                    "traits",
-                    "consent",
-                    "page",
-                    "campaign",
-                    "userAgent",
-                    "session",
-                    "externalIds",
-                ],
-            );
-            if let Some(page) = v.get_mut("page") {
-                keep(page, &["referrer"]);
+    }
+}
+
+/// Cuts a normalised message down to what identity reads ([`READ`]); what it reads is
+/// unchanged. Ingestion does this to each message it hands the store once the bytes to store
+/// are written, when identity follows the store: the rest is freed on the request's thread,
+/// not on identity's, which otherwise spent 38% of its time freeing messages other threads had
+/// allocated (`perf`, 4 connections).
+pub fn retain_read(m: &mut Map<String, Value>) {
+    let mut v = Value::Object(std::mem::take(m));
+    READ.prune(&mut v);
+    if let Value::Object(o) = v {
+        *m = o;
+    }
+}
+
+/// Parses a stored message as [`retain_read`] would leave it, skipping the other fields
+/// without building them: for replays from the store, which otherwise parsed every message
+/// whole.
+pub fn parse_read(json: &str) -> serde_json::Result<Value> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let v = READ.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Read {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        use serde::Deserialize;
+        match self {
+            Read::All => Value::deserialize(d),
+            Read::Fields(_) => d.deserialize_any(self),
+        }
+    }
+}
+
+/// A key of an object read as `Read`: the field it names there, if one, without copying it.
+struct FieldOf(Read);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldOf {
+    type Value = Option<(&'static str, Read)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldOf {
+    type Value = Option<(&'static str, Read)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.field(v))
+    }
+}
+
+/// An object keeps the fields read; any other value is built whole, as [`Read::prune`] keeps it.
+impl<'de> serde::de::Visitor<'de> for Read {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(field) = map.next_key_seed(FieldOf(self))? {
+            match field {
+                Some((name, read)) => {
+                    out.insert(name.to_owned(), map.next_value_seed(read)?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
-            true
         }
-        _ => false,
-    });
+        Ok(Value::Object(out))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
 }
 
 /// A JSON string or number as text.
@@ -475,6 +596,18 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_parse_matches_escaped_keys_and_rejects_what_is_not_json() {
+        let json = r#"{"us\u0065rId":"u-1","context":{"page":{"referrer":"r","url":"x"}},
+            "junk":[1,{"a":null}],"seq":3}"#;
+        assert_eq!(
+            parse_read(json).expect("parse"),
+            json!({"userId": "u-1", "context": {"page": {"referrer": "r"}}, "seq": 3})
+        );
+        assert!(parse_read(r#"{"userId":"u"} trailing"#).is_err());
+        assert!(parse_read(r#"{"junk":[1,}"#).is_err());
+    }
+
+    #[test]
     fn pruned_messages_read_as_whole_ones() {
         let everything = json!({
             "type": "track", "event": "Order Completed", "messageId": "m-1", "seq": 42,
@@ -512,6 +645,11 @@ mod tests {
             m["context"]["session"] = json!("s-1");
             messages.push(m);
         }
+        // Fields of the wrong kind are kept as they are, as identity reads them (not at all).
+        messages.push(json!({
+            "type": "track", "event": "E", "messageId": "m-9", "anonymousId": "a-9",
+            "context": "not an object", "properties": [1, {"email": "x@y.z"}], "traits": null
+        }));
         let config = IdentityConfig::default();
         for whole in messages {
             let mut pruned = whole.as_object().expect("object").clone();
@@ -523,6 +661,11 @@ mod tests {
                 "{whole}"
             );
             assert_eq!(identifiers(&pruned, &config), identifiers(&whole, &config));
+            assert_eq!(
+                parse_read(&whole.to_string()).expect("parse"),
+                pruned,
+                "a replay parses what ingestion keeps"
+            );
             for gone in [
                 "/receivedAt",
                 "/integrations",

@@ -409,7 +409,11 @@ impl Identity {
     pub async fn sync(self: &Arc<Self>) -> Result<(), IdentityError> {
         let read = |after: u64| {
             let store = Arc::clone(&self.store);
-            tokio::spawn(async move { store.events_after(after, REPLAY_PAGE).await })
+            tokio::spawn(async move {
+                store
+                    .events_after_parsed(after, REPLAY_PAGE, super::input::parse_read)
+                    .await
+            })
         };
         let mut next = read(self.applied.load(Ordering::Acquire));
         let mut backlog = false;

@@ -33,6 +33,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+/// Parses a stored message's JSON (see [`Store::events_after_parsed`]).
+pub type ParseMessage = fn(&str) -> serde_json::Result<Value>;
+
+/// [`ParseMessage`] of the whole message.
+pub fn parse_whole(json: &str) -> serde_json::Result<Value> {
+    serde_json::from_str(json)
+}
+
 /// A boxed future, so the trait can be used as `Arc<dyn Store>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -297,6 +305,19 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>>;
+
+    /// [`Store::events_after`], each message parsed from its stored JSON by `parse`, for a
+    /// replay that reads a few fields of many events (identity's). An engine that holds
+    /// messages parsed already may give them whole instead, as this default does.
+    fn events_after_parsed(
+        &self,
+        after: u64,
+        limit: usize,
+        parse: ParseMessage,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        let _ = parse;
+        self.events_after(after, limit)
+    }
 
     /// Deletes the events of the identifiers, matched as in [`Store::events_for`] (another
     /// user's events on a shared anonymous ID stay); returns how many were deleted. Ordered

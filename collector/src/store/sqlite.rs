@@ -24,7 +24,8 @@ use super::dedup::{self, DedupIndex};
 use super::log::{self, BodyReader, EventRow, FrameBuilder, LogWriter, Position, Record};
 use super::{
     Appended, BoxFuture, CommittedBatch, EventBus, FailedEvent, Identifiers, Page, PageRequest,
-    StoreError, StoreStats, StoredEvent, Write, parse_seq_cursor, seq_cursor,
+    ParseMessage, StoreError, StoreStats, StoredEvent, Write, parse_seq_cursor, parse_whole,
+    seq_cursor,
 };
 use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 use std::collections::{BTreeMap, HashSet};
@@ -1344,6 +1345,7 @@ fn event_ref(r: &rusqlite::Row<'_>) -> Result<EventRef, rusqlite::Error> {
 fn load_events(
     bodies: &mut BodyReader,
     rows: Vec<EventRef>,
+    parse: ParseMessage,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -1360,7 +1362,7 @@ fn load_events(
                 }
             },
         };
-        let message = serde_json::from_str(&body)
+        let message = parse(&body)
             .map_err(|e| StoreError::Engine(format!("event {seq} has a corrupt body: {e}")))?;
         out.push(StoredEvent {
             seq,
@@ -1415,7 +1417,7 @@ impl super::Store for SqliteStore {
                 .read(move |conn| {
                     let mut found = find_events(conn, &ids, before, limit + 1).map_err(engine)?;
                     found.truncate(limit + 1);
-                    load_events(&mut BodyReader::new(&log_dir), found)
+                    load_events(&mut BodyReader::new(&log_dir), found, parse_whole)
                 })
                 .await?;
             let next_cursor = if items.len() > limit {
@@ -1432,6 +1434,15 @@ impl super::Store for SqliteStore {
         &self,
         after: u64,
         limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
+        self.events_after_parsed(after, limit, parse_whole)
+    }
+
+    fn events_after_parsed(
+        &self,
+        after: u64,
+        limit: usize,
+        parse: ParseMessage,
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         Box::pin(async move {
             let log_dir = self.shared.log_dir.clone();
@@ -1457,7 +1468,7 @@ impl super::Store for SqliteStore {
                         break;
                     };
                     let got = rows.len();
-                    out.extend(load_events(&mut bodies, rows)?);
+                    out.extend(load_events(&mut bodies, rows, parse)?);
                     if got < want {
                         break;
                     }
@@ -1968,6 +1979,19 @@ mod tests {
         );
         let rest = store.events_after(3, 2).await.expect("read");
         assert_eq!(message_ids(&rest), [Some("m4")]);
+        // A replay's own parser gets each stored message's JSON, for the same events.
+        let parsed = store
+            .events_after_parsed(0, 3, |json| Ok(serde_json::json!({ "bytes": json.len() })))
+            .await
+            .expect("read");
+        let seqs = |events: &[StoredEvent]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&parsed), [seqs(&page), seqs(&rest)].concat());
+        assert!(
+            parsed
+                .iter()
+                .all(|e| e.message["bytes"].as_u64() > Some(20)),
+            "{parsed:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
