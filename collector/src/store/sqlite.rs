@@ -468,6 +468,15 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.caught_up().await?;
+        self.read_now(f).await
+    }
+
+    /// Runs `f` as [`SqliteStore::read`] does, on what the index holds now.
+    async fn read_now<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = shared.readers.lock().expect("readers lock").pop();
@@ -1373,6 +1382,44 @@ fn load_events(
     Ok(out)
 }
 
+/// Up to `limit` events with `seq > after` that the index holds, oldest first.
+fn page_after(
+    conn: &Connection,
+    log_dir: &Path,
+    after: u64,
+    limit: usize,
+    parse: ParseMessage,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .map_err(engine)?;
+    let mut bodies = BodyReader::sequential(log_dir);
+    let mut out = Vec::new();
+    let mut from = after as i64;
+    // An erasure can zero a record after its row was read, leaving the event out; the page is
+    // then topped up, since a short page means the end to a replay.
+    while out.len() < limit {
+        let want = limit - out.len();
+        let rows = stmt
+            .query_map(params![from, want as i64], event_ref)
+            .map_err(engine)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(engine)?;
+        let Some(last) = rows.last().map(|r| r.seq) else {
+            break;
+        };
+        let got = rows.len();
+        out.extend(load_events(&mut bodies, rows, parse)?);
+        if got < want {
+            break;
+        }
+        from = last;
+    }
+    Ok(out)
+}
+
 impl super::Store for SqliteStore {
     fn append(&self, write: Write) -> BoxFuture<'_, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
@@ -1446,37 +1493,19 @@ impl super::Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<StoredEvent>, StoreError>> {
         Box::pin(async move {
             let log_dir = self.shared.log_dir.clone();
-            self.read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
-                    ))
-                    .map_err(engine)?;
-                let mut bodies = BodyReader::sequential(&log_dir);
-                let mut out = Vec::new();
-                let mut from = after as i64;
-                // An erasure can zero a record after its row was read, leaving the event out;
-                // the page is then topped up, since a short page means the end to a replay.
-                while out.len() < limit {
-                    let want = limit - out.len();
-                    let rows = stmt
-                        .query_map(params![from, want as i64], event_ref)
-                        .map_err(engine)?
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(engine)?;
-                    let Some(last) = rows.last().map(|r| r.seq) else {
-                        break;
-                    };
-                    let got = rows.len();
-                    out.extend(load_events(&mut bodies, rows, parse)?);
-                    if got < want {
-                        break;
-                    }
-                    from = last;
-                }
-                Ok(out)
-            })
-            .await
+            // The index holds a prefix of the log (whole groups, in order), so a full page read
+            // from it as it is now is the page. Only a short one, which ends a replay, waits
+            // for every acknowledged write to be indexed: a replay far behind no longer makes
+            // the indexer commit early, and waits for it, at every page.
+            let dir = log_dir.clone();
+            let now = self
+                .read_now(move |conn| page_after(conn, &dir, after, limit, parse))
+                .await?;
+            if now.len() == limit {
+                return Ok(now);
+            }
+            self.read(move |conn| page_after(conn, &log_dir, after, limit, parse))
+                .await
         })
     }
 
@@ -2115,6 +2144,34 @@ mod tests {
         .expect("the erasure was applied without waiting")
         .expect("erase");
         assert_eq!(erased, 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_replay_page_is_read_from_the_index_as_it_is_and_a_short_one_waits() {
+        let dir = TempDir::new("sqlite-gather-replay");
+        let store = SqliteStore::open_with(&dir.0, gathering_for_an_hour()).expect("open");
+        let first = vec![
+            event("k", "m1", Some("u1"), None),
+            event("k", "m2", Some("u1"), None),
+        ];
+        append(&store, first, "first").await;
+        assert_eq!(store.events_after(0, 10).await.expect("read").len(), 2);
+        append(&store, vec![event("k", "m3", Some("u1"), None)], "second").await;
+        assert_eq!(store.index_lag(), 1, "the second write is still gathered");
+        let page = store.events_after(0, 2).await.expect("read");
+        assert_eq!(message_ids(&page), [Some("m1"), Some("m2")]);
+        assert_eq!(
+            store.index_lag(),
+            1,
+            "a page the index could fill did not hurry the indexer"
+        );
+        let tail = store.events_after(2, 2).await.expect("read");
+        assert_eq!(
+            message_ids(&tail),
+            [Some("m3")],
+            "a short page waits for it"
+        );
+        assert_eq!(store.index_lag(), 0);
     }
 
     #[tokio::test]
