@@ -100,8 +100,12 @@ impl Suppressed {
 }
 
 /// Committed events handed to the identity thread and not applied yet, at most; a burst
-/// beyond it is replayed from the store instead of held in memory.
-const LIVE_BACKLOG: usize = 5_000;
+/// beyond it is replayed from the store instead of held in memory. At 64 connections a commit
+/// carries about 3,200 events, so 5,000 (as this was while whole messages were held) dropped
+/// to replays within two commits, and a replay reads every event again: `cargo xtask bench
+/// ingest`, durable + identity at 64 connections, 62-64k events/s with 5,000 and 76-86k with
+/// 15,000; peak RSS after 10M stored events 183 and 181 MB.
+const LIVE_BACKLOG: usize = 15_000;
 /// Wait before replaying again after a failed replay.
 const SYNC_RETRY: Duration = Duration::from_secs(1);
 
