@@ -229,7 +229,13 @@ impl Read {
     }
 
     fn prune(self, v: &mut Value) {
-        if let (Read::Fields(_), Value::Object(o)) = (self, v) {
+        if let Value::Object(o) = v {
+            self.prune_object(o);
+        }
+    }
+
+    fn prune_object(self, o: &mut Map<String, Value>) {
+        if let Read::Fields(_) = self {
             o.retain(|k, v| match self.field(k) {
                 Some((_, read)) => {
                     read.prune(v);
@@ -247,11 +253,7 @@ impl Read {
 /// not on identity's, which otherwise spent 38% of its time freeing messages other threads had
 /// allocated (`perf`, 4 connections).
 pub fn retain_read(m: &mut Map<String, Value>) {
-    let mut v = Value::Object(std::mem::take(m));
-    READ.prune(&mut v);
-    if let Value::Object(o) = v {
-        *m = o;
-    }
+    READ.prune_object(m);
 }
 
 /// Parses a stored message as [`retain_read`] would leave it, skipping the other fields

@@ -1496,13 +1496,17 @@ impl super::Store for SqliteStore {
             // The index holds a prefix of the log (whole groups, in order), so a full page read
             // from it as it is now is the page. Only a short one, which ends a replay, waits
             // for every acknowledged write to be indexed: a replay far behind no longer makes
-            // the indexer commit early, and waits for it, at every page.
-            let dir = log_dir.clone();
-            let now = self
-                .read_now(move |conn| page_after(conn, &dir, after, limit, parse))
-                .await?;
-            if now.len() == limit {
-                return Ok(now);
+            // the indexer commit early, and waits for it, at every page. A page the indexed
+            // seqs cannot fill is not tried first.
+            let indexed = self.shared.indexed_seq.load(Ordering::Acquire);
+            if indexed.saturating_sub(after) >= limit as u64 {
+                let dir = log_dir.clone();
+                let now = self
+                    .read_now(move |conn| page_after(conn, &dir, after, limit, parse))
+                    .await?;
+                if now.len() == limit {
+                    return Ok(now);
+                }
             }
             self.read(move |conn| page_after(conn, &log_dir, after, limit, parse))
                 .await
