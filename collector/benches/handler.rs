@@ -10,7 +10,8 @@
 
 mod shared;
 
-use seam_collector::message::{RequestInfo, json_text, normalise, parse_batch, parse_time};
+use seam_collector::identity::input::Reads;
+use seam_collector::message::{RequestInfo, normalise, parse_batch, parse_time};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::Instant;
@@ -52,15 +53,18 @@ fn parse_and_write(body: &str) -> usize {
         .sum()
 }
 
-/// What the collector does per request before the store: split, validate, normalise, write.
-fn request_path(body: &str, info: &RequestInfo<'_>) -> usize {
+/// What the collector does per request before the store: split, validate, normalise, write;
+/// with identity resolution on, also parse the fields it reads from what is stored.
+fn request_path(body: &str, info: &RequestInfo<'_>, identity: bool) -> usize {
     let mut envelope = parse_batch(body).expect("the batch parses");
     let messages = std::mem::take(&mut envelope.messages);
     messages
         .into_iter()
         .map(|raw| {
-            let normalised = normalise(raw, &envelope, info).expect("every message is valid");
-            json_text(&normalised.message).len()
+            let reads = identity.then_some(Reads::MESSAGE);
+            let normalised =
+                normalise(raw, &envelope, info, reads).expect("every message is valid");
+            normalised.json.len() + normalised.read.len()
         })
         .sum()
 }
@@ -80,10 +84,11 @@ fn main() {
         Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36"),
         None,
     );
-    let (mut baseline, mut path) = (f64::MAX, f64::MAX);
+    let (mut baseline, mut path, mut with_identity) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..rounds {
         baseline = baseline.min(round(&body, &parse_and_write));
-        path = path.min(round(&body, &|b| request_path(b, &info)));
+        path = path.min(round(&body, &|b| request_path(b, &info, false)));
+        with_identity = with_identity.min(round(&body, &|b| request_path(b, &info, true)));
     }
     println!(
         "handler bench: {EVENTS_PER_BATCH}-event batch of {} bytes, {BATCHES_PER_ROUND} batches per round, fastest of {rounds} rounds, one thread\n",
@@ -94,6 +99,7 @@ fn main() {
     for (step, us) in [
         ("serde_json parse + write (baseline)", baseline),
         ("split + validate + normalise + write", path),
+        ("… + the fields identity reads", with_identity),
     ] {
         println!(
             "| {step:<44} | {us:8.3} | {:10.0}% |",

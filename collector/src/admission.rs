@@ -13,9 +13,15 @@ pub trait Admission: Send + Sync + 'static {
     /// lower-cased), from the fields [`visit_raw_identifiers`] lists.
     fn is_suppressed(&self, id_type: &str, value: &str) -> bool;
 
+    /// Whether no message is ever refused: ingest then skips parsing what [`Admission::refuses`]
+    /// would read.
+    fn admits_all(&self) -> bool {
+        false
+    }
+
     /// Whether the message carries any suppressed identifier. Ingest asks this once per
-    /// message; an implementation that knows more identifier types (phone, external IDs)
-    /// overrides it.
+    /// message, with the fields identity resolution reads (`identity::input::parse_read`); an
+    /// implementation that knows more identifier types (phone, external IDs) overrides it.
     fn refuses(&self, m: &Map<String, Value>) -> bool {
         if let Some(prev) = m.get("previousId").and_then(Value::as_str)
             && (self.is_suppressed("user_id", prev) || self.is_suppressed("anonymous_id", prev))
@@ -44,6 +50,10 @@ pub trait Admission: Send + Sync + 'static {
 pub struct AdmitAll;
 
 impl Admission for AdmitAll {
+    fn admits_all(&self) -> bool {
+        true
+    }
+
     fn is_suppressed(&self, _: &str, _: &str) -> bool {
         false
     }

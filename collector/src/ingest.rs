@@ -274,27 +274,30 @@ fn validate(
         consent_dropped: 0,
         suppressed: 0,
     };
+    // Identity resolution, and an admission check, read only some fields of each message.
+    let reads = (state.identity.is_some() || !state.admission.admits_all())
+        .then_some(crate::identity::input::Reads::MESSAGE);
     for (index, raw) in messages.into_iter().enumerate() {
-        // Valid messages are never copied; a rejected one keeps its text for `GET /v1/failed`.
-        let (raw_ref, parsed_text) = match &raw {
-            message::RawMessage::Raw(r) => (Some(*r), None),
-            message::RawMessage::Parsed { .. } => (None, Some(raw.text())),
-        };
-        match message::normalise(raw, &envelope, info) {
+        let text = raw.text();
+        match message::normalise(raw, &envelope, info, reads) {
             Ok(Normalised {
                 consent_denied: true,
                 ..
             }) => out.consent_dropped += 1,
-            Ok(Normalised { message, .. }) => {
-                if state.admission.refuses(&message) {
+            Ok(n) => {
+                if reads.is_some() && state.admission.refuses(&n.read) {
                     out.suppressed += 1;
                     continue;
                 }
-                let mut event = NewEvent::new(write_key, received_ms, message);
-                if state.identity.is_some() {
-                    crate::identity::input::retain_read(&mut event.message);
-                }
-                out.write.events.push(event);
+                out.write.events.push(NewEvent {
+                    write_key: write_key.to_owned(),
+                    message_id: n.message_id,
+                    received_at_ms: received_ms,
+                    user_id: n.user_id,
+                    anonymous_id: n.anonymous_id,
+                    message: n.read,
+                    json: n.json,
+                });
             }
             Err(rejection) => {
                 out.write.failed.push(FailedEvent {
@@ -303,10 +306,7 @@ fn validate(
                     write_key: write_key.to_owned(),
                     code: rejection.code.to_owned(),
                     message: rejection.message.clone(),
-                    raw: raw_ref
-                        .map(|r| r.get().to_owned())
-                        .or(parsed_text)
-                        .unwrap_or_default(),
+                    raw: text.to_owned(),
                 });
                 out.rejected.push(Rejected {
                     index,

@@ -69,7 +69,7 @@ impl StoredEvent {
 
 /// Events of one durable commit, in `seq` order; shared by all subscribers. Each message is
 /// the [`NewEvent::message`] it was appended with, plus `seq`: with identity on, ingestion
-/// keeps there only what identity reads (`identity::input::retain_read`), while reads from the
+/// keeps there only what identity reads (`identity::input::parse_read`), while reads from the
 /// store give the whole message. A `Vec` behind the `Arc`, so the writer publishes what it
 /// built without copying it into a slice.
 pub type CommittedBatch = Arc<Vec<StoredEvent>>;
