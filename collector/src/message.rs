@@ -530,7 +530,10 @@ fn read_of(m: &Object<'_>, reads: Reads) -> Map<String, Value> {
             let value = match v {
                 Piece::Object(o) if !read.whole() => Value::Object(read_of(o, read)),
                 Piece::Str(s) => Value::String(s.as_ref().to_owned()),
-                Piece::Raw(text) => read.parse(text).unwrap_or_default(),
+                Piece::Raw(text) => match v.as_str() {
+                    Some(s) => Value::String(s.into_owned()),
+                    None => read.parse(text).unwrap_or_default(),
+                },
                 other => {
                     let mut text = String::new();
                     other.write(&mut text);

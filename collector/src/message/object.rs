@@ -176,9 +176,11 @@ impl<'a> Piece<'a> {
     /// The string, unescaped; `None` for any other kind.
     pub(super) fn as_str(&self) -> Option<Cow<'a, str>> {
         match self {
-            Piece::Raw(r) if r.starts_with('"') => {
-                serde_json::from_str::<Text<'_>>(r).ok().map(|t| t.0)
-            }
+            Piece::Raw(r) if r.starts_with('"') => match r.get(1..r.len() - 1) {
+                // Without an escape, a string's text between its quotes is the string.
+                Some(inner) if !inner.as_bytes().contains(&b'\\') => Some(Cow::Borrowed(inner)),
+                _ => serde_json::from_str::<Text<'_>>(r).ok().map(|t| t.0),
+            },
             Piece::Raw(_) | Piece::Object(_) => None,
             Piece::Str(s) => Some(s.clone()),
             Piece::Value(v) => v.as_str().map(Cow::Borrowed),
@@ -252,7 +254,7 @@ impl<'a> Object<'a> {
         nested: &'static [&'static str],
     ) -> serde_json::Result<Object<'a>> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let Fields(fields) = FieldsOf { nested }.deserialize(&mut de)?;
+        let Fields(fields) = (&mut de).deserialize_map(FieldsOf { nested })?;
         de.end()?;
         Ok(Object::sorted(fields))
     }
@@ -351,14 +353,6 @@ struct Fields<'a>(Vec<(Cow<'a, str>, Piece<'a>)>);
 
 struct FieldsOf {
     nested: &'static [&'static str],
-}
-
-impl<'de> DeserializeSeed<'de> for FieldsOf {
-    type Value = Fields<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
 }
 
 impl<'de> Visitor<'de> for FieldsOf {
