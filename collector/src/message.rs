@@ -2,6 +2,10 @@
 //! bad message never costs its neighbours), clock-skew correction, consent and bot flags.
 //! Pure functions with no I/O; the HTTP layer is in `ingest`.
 
+mod object;
+
+use crate::identity::input::Reads;
+use object::{Kind, Object, Piece};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -41,10 +45,6 @@ fn reject(code: &'static str, message: impl Into<String>) -> Rejection {
         message: message.into(),
     }
 }
-mod object;
-
-use crate::identity::input::Reads;
-use object::{Object, Piece};
 
 /// A request body split into its messages, before validation.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ fn envelope_error(e: &serde_json::Error, what: &str) -> EnvelopeError {
 }
 
 fn take_write_key(v: Option<&Piece<'_>>) -> Result<Option<String>, EnvelopeError> {
-    let Some(v) = v.filter(|v| !v.is_null()) else {
+    let Some(v) = v.filter(|v| v.kind() != Kind::Null) else {
         return Ok(None);
     };
     match v.as_str() {
@@ -125,7 +125,10 @@ pub fn parse_batch(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
         Some(other) => {
             return Err(EnvelopeError {
                 code: "invalid_batch",
-                message: format!("batch `context` must be an object, not {}", kind(&other)),
+                message: format!(
+                    "batch `context` must be an object, not {}",
+                    Kind::of_value(&other)
+                ),
             });
         }
     };
@@ -162,7 +165,7 @@ pub fn parse_single(body: &str) -> Result<Envelope<'_>, EnvelopeError> {
     if !text.starts_with('{') {
         return Err(EnvelopeError {
             code: "invalid_batch",
-            message: format!("body is not {what}: it is {}", object::kind_of(text)),
+            message: format!("body is not {what}: it is {}", Kind::of_text(text)),
         });
     }
     let fields = Object::parse(text).map_err(|e| envelope_error(&e, what))?;
@@ -277,10 +280,7 @@ pub fn normalise<'a>(
         if !text.starts_with('{') {
             return Err(reject(
                 "invalid_message",
-                format!(
-                    "message must be a JSON object, not {}",
-                    object::kind_of(text)
-                ),
+                format!("message must be a JSON object, not {}", Kind::of_text(text)),
             ));
         }
     }
@@ -292,7 +292,7 @@ pub fn normalise<'a>(
     }
 
     // Explicit nulls mean "absent" (Segment's Python client sends `"anonymousId": null`).
-    m.retain(|v| !v.is_null());
+    m.retain(|v| v.kind() != Kind::Null);
     // `seq` is the store's to assign: a client's own would be stored beside it and, read back,
     // win over it.
     m.remove("seq");
@@ -369,7 +369,7 @@ pub fn normalise<'a>(
     }
     for field in ["event", "name", "category"] {
         if let Some(v) = m.get(field)
-            && !v.is_string()
+            && v.kind() != Kind::String
         {
             return Err(reject(
                 "invalid_field",
@@ -379,7 +379,7 @@ pub fn normalise<'a>(
     }
     for field in ["properties", "traits", "context", "integrations"] {
         if let Some(v) = m.get(field)
-            && !v.is_object()
+            && v.kind() != Kind::Object
         {
             return Err(reject(
                 "invalid_field",
@@ -388,7 +388,7 @@ pub fn normalise<'a>(
         }
     }
     let message_id = match m.get("messageId") {
-        Some(v) if v.is_string() => v.as_str().unwrap_or_default(),
+        Some(v) if v.kind() == Kind::String => v.as_str().unwrap_or_default(),
         None => Cow::Borrowed(""),
         Some(other) => {
             return Err(reject(
@@ -493,19 +493,14 @@ pub fn normalise<'a>(
     if bot {
         context.set("bot", Piece::Raw("true"));
     }
-    let analytics_denied = match context.get("consent") {
-        Some(Piece::Value(consent)) => {
-            consent
-                .get("categoryPreferences")
-                .and_then(|p| p.get("analytics"))
-                == Some(&Value::Bool(false))
-        }
-        Some(consent) => consent
-            .as_object()
-            .and_then(|c| c.get("categoryPreferences")?.as_object())
-            .is_some_and(|p| matches!(p.get("analytics"), Some(Piece::Raw("false")))),
-        None => false,
-    };
+    let analytics = context
+        .get("consent")
+        .and_then(|c| c.field("categoryPreferences"))
+        .and_then(|p| p.field("analytics"));
+    let analytics_denied = matches!(
+        analytics,
+        Some(Piece::Raw("false") | Piece::Value(Value::Bool(false)))
+    );
     let consent_denied =
         analytics_denied && !(ty == "track" && event.as_deref() == Some("Consent Updated"));
     m.set("context", Piece::Object(context));
@@ -799,17 +794,6 @@ fn generated_message_id() -> String {
     }
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("seam-{hex}")
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

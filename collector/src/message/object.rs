@@ -150,27 +150,14 @@ pub(super) enum Piece<'a> {
 }
 
 impl<'a> Piece<'a> {
-    /// What JSON kind the value is, named for error messages.
-    pub(super) fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> Kind {
         match self {
-            Piece::Raw(r) => kind_of(r),
-            Piece::Str(_) => "a string",
-            Piece::Value(v) => super::kind(v),
-            Piece::Parsed(v) => super::kind(v),
-            Piece::Object(_) => "an object",
+            Piece::Raw(r) => Kind::of_text(r),
+            Piece::Str(_) => Kind::String,
+            Piece::Value(v) => Kind::of_value(v),
+            Piece::Parsed(v) => Kind::of_value(v),
+            Piece::Object(_) => Kind::Object,
         }
-    }
-
-    pub(super) fn is_null(&self) -> bool {
-        self.kind() == "null"
-    }
-
-    pub(super) fn is_object(&self) -> bool {
-        self.kind() == "an object"
-    }
-
-    pub(super) fn is_string(&self) -> bool {
-        self.kind() == "a string"
     }
 
     /// The string, unescaped; `None` for any other kind.
@@ -191,7 +178,7 @@ impl<'a> Piece<'a> {
     /// A number as a `Value` writes it (`1e3` is `1000.0`); `None` for any other kind.
     pub(super) fn number_text(&self) -> Option<String> {
         match self {
-            Piece::Raw(r) if kind_of(r) == "a number" => {
+            Piece::Raw(r) if Kind::of_text(r) == Kind::Number => {
                 serde_json::from_str::<serde_json::Number>(r)
                     .ok()
                     .map(|n| n.to_string())
@@ -201,10 +188,11 @@ impl<'a> Piece<'a> {
         }
     }
 
-    /// The object's fields, split; `None` for any other kind.
-    pub(super) fn as_object(&self) -> Option<Object<'a>> {
+    /// The field `key` of an object; `None` for any other kind, or if it has none.
+    pub(super) fn field(&self, key: &str) -> Option<Piece<'a>> {
         match self {
-            Piece::Raw(r) if r.starts_with('{') => Object::parse(r).ok(),
+            Piece::Raw(r) if r.starts_with('{') => Object::parse(r).ok()?.remove(key),
+            Piece::Value(v) => v.get(key).map(Piece::Value),
             _ => None,
         }
     }
@@ -220,15 +208,53 @@ impl<'a> Piece<'a> {
     }
 }
 
-/// The JSON kind of valid JSON text, from its first byte.
-pub(super) fn kind_of(text: &str) -> &'static str {
-    match text.as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
+/// A JSON value's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Null,
+    Boolean,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Kind {
+    /// The kind of valid JSON text, from its first byte.
+    pub(super) fn of_text(text: &str) -> Kind {
+        match text.as_bytes().first() {
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Array,
+            Some(b'"') => Kind::String,
+            Some(b't' | b'f') => Kind::Boolean,
+            Some(b'n') => Kind::Null,
+            _ => Kind::Number,
+        }
+    }
+
+    pub(super) fn of_value(v: &Value) -> Kind {
+        match v {
+            Value::Null => Kind::Null,
+            Value::Bool(_) => Kind::Boolean,
+            Value::Number(_) => Kind::Number,
+            Value::String(_) => Kind::String,
+            Value::Array(_) => Kind::Array,
+            Value::Object(_) => Kind::Object,
+        }
+    }
+}
+
+/// The kind named for error messages: "not a string".
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Null => "null",
+            Kind::Boolean => "a boolean",
+            Kind::Number => "a number",
+            Kind::String => "a string",
+            Kind::Array => "an array",
+            Kind::Object => "an object",
+        })
     }
 }
 
