@@ -176,56 +176,76 @@ impl<'a> EventInput<'a> {
 }
 
 /// Which fields of a JSON value identity reads: the whole value, or of an object only the named
-/// fields, each with its own `Read` (anything but an object is always kept whole).
+/// fields, each with its own `Reads` (anything but an object is always kept whole).
 #[derive(Clone, Copy)]
-enum Read {
+pub enum Reads {
     All,
-    Fields(&'static [(&'static str, Read)]),
+    Fields(&'static [(&'static str, Reads)]),
 }
 
 /// Every field [`EventInput::from_message`] and [`visit_raw_identifiers`] read. A field read
 /// there must be listed here: `pruned_messages_read_as_whole_ones` checks both.
-const READ: Read = Read::Fields(&[
-    ("type", Read::All),
-    ("event", Read::All),
-    ("messageId", Read::All),
-    ("userId", Read::All),
-    ("anonymousId", Read::All),
-    ("previousId", Read::All),
-    ("timestamp", Read::All),
-    ("seq", Read::All),
-    ("traits", Read::All),
+const READ: Reads = Reads::Fields(&[
+    ("type", Reads::All),
+    ("event", Reads::All),
+    ("messageId", Reads::All),
+    ("userId", Reads::All),
+    ("anonymousId", Reads::All),
+    ("previousId", Reads::All),
+    ("timestamp", Reads::All),
+    ("seq", Reads::All),
+    ("traits", Reads::All),
     (
         "properties",
-        Read::Fields(&[
-            ("email", Read::All),
-            ("phone", Read::All),
-            ("revenue", Read::All),
-            ("total", Read::All),
-            ("order_id", Read::All),
-            ("categoryPreferences", Read::All),
+        Reads::Fields(&[
+            ("email", Reads::All),
+            ("phone", Reads::All),
+            ("revenue", Reads::All),
+            ("total", Reads::All),
+            ("order_id", Reads::All),
+            ("categoryPreferences", Reads::All),
         ]),
     ),
     (
         "context",
-        Read::Fields(&[
-            ("traits", Read::All),
-            ("consent", Read::All),
-            ("page", Read::Fields(&[("referrer", Read::All)])),
-            ("campaign", Read::All),
-            ("userAgent", Read::All),
-            ("session", Read::All),
-            ("externalIds", Read::All),
+        Reads::Fields(&[
+            ("traits", Reads::All),
+            ("consent", Reads::All),
+            ("page", Reads::Fields(&[("referrer", Reads::All)])),
+            ("campaign", Reads::All),
+            ("userAgent", Reads::All),
+            ("session", Reads::All),
+            ("externalIds", Reads::All),
         ]),
     ),
 ]);
 
-impl Read {
-    fn field(self, name: &str) -> Option<(&'static str, Read)> {
+impl Reads {
+    /// What identity reads of a message: for ingestion to pick those fields out of a message
+    /// it holds split into fields already, where [`parse_read`] would parse it again.
+    pub const MESSAGE: Reads = READ;
+
+    /// Whether the value is read whole; if not, only the fields [`Reads::field`] names are,
+    /// when it is an object.
+    pub fn whole(self) -> bool {
+        matches!(self, Reads::All)
+    }
+
+    /// The field `name` of an object read so, with what is read of it; `None` if it is not.
+    pub fn field(self, name: &str) -> Option<(&'static str, Reads)> {
         match self {
-            Read::All => None,
-            Read::Fields(f) => f.iter().find(|(k, _)| *k == name).copied(),
+            Reads::All => None,
+            Reads::Fields(f) => f.iter().find(|(k, _)| *k == name).copied(),
         }
+    }
+
+    /// Parses JSON text, keeping what is read of it.
+    pub fn parse(self, json: &str) -> serde_json::Result<Value> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(json);
+        let v = self.deserialize(&mut de)?;
+        de.end()?;
+        Ok(v)
     }
 }
 
@@ -233,55 +253,26 @@ impl Read {
 /// without building them: replays from the store read these, where whole messages cost most of
 /// identity's time to build and free.
 pub fn parse_read(json: &str) -> serde_json::Result<Value> {
-    Reads::MESSAGE.parse(json)
+    READ.parse(json)
 }
 
-/// What identity reads of a message ([`READ`]): for ingestion to pick those fields out of a
-/// message it holds split into fields already, where [`parse_read`] would parse it again.
-#[derive(Clone, Copy)]
-pub struct Reads(Read);
-
-impl Reads {
-    pub const MESSAGE: Reads = Reads(READ);
-
-    /// Whether the value is read whole; if not, only the fields [`Reads::field`] names are,
-    /// when it is an object.
-    pub fn whole(self) -> bool {
-        matches!(self.0, Read::All)
-    }
-
-    /// The field `name` of an object read so, with what is read of it; `None` if it is not.
-    pub fn field(self, name: &str) -> Option<(&'static str, Reads)> {
-        self.0.field(name).map(|(name, read)| (name, Reads(read)))
-    }
-
-    /// Parses JSON text, keeping what is read of it.
-    pub fn parse(self, json: &str) -> serde_json::Result<Value> {
-        use serde::de::DeserializeSeed;
-        let mut de = serde_json::Deserializer::from_str(json);
-        let v = self.0.deserialize(&mut de)?;
-        de.end()?;
-        Ok(v)
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Read {
+impl<'de> serde::de::DeserializeSeed<'de> for Reads {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         use serde::Deserialize;
         match self {
-            Read::All => Value::deserialize(d),
-            Read::Fields(_) => d.deserialize_any(self),
+            Reads::All => Value::deserialize(d),
+            Reads::Fields(_) => d.deserialize_any(self),
         }
     }
 }
 
-/// A key of an object read as `Read`: the field it names there, if one, without copying it.
-struct FieldOf(Read);
+/// A key of an object read as `Reads`: the field it names there, if one, without copying it.
+struct FieldOf(Reads);
 
 impl<'de> serde::de::DeserializeSeed<'de> for FieldOf {
-    type Value = Option<(&'static str, Read)>;
+    type Value = Option<(&'static str, Reads)>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_str(self)
@@ -289,7 +280,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for FieldOf {
 }
 
 impl<'de> serde::de::Visitor<'de> for FieldOf {
-    type Value = Option<(&'static str, Read)>;
+    type Value = Option<(&'static str, Reads)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a field name")
@@ -300,7 +291,7 @@ impl<'de> serde::de::Visitor<'de> for FieldOf {
 }
 
 /// An object keeps the fields read; any other value is built whole.
-impl<'de> serde::de::Visitor<'de> for Read {
+impl<'de> serde::de::Visitor<'de> for Reads {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
