@@ -11,6 +11,10 @@
 //! `503` answers (overload) are counted apart and honoured like a client would: that connection
 //! waits `Retry-After`. `lag` is how many acknowledged events were not yet readable at the end;
 //! `peak RSS` is the collector's high-water mark in that phase (each phase starts a fresh one).
+//! `handler p99` is read from the collector's own latency histogram (its `/metrics`): the
+//! handler's time alone, without the waits for a core before it runs and after it answers that
+//! the load generator's `p99` also holds. It is interpolated within a histogram bucket, so it
+//! is approximate (it can come out a little above the load generator's figure).
 //!
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored in the whole
 //! collector (identity on) before reading its memory, and again once identity resolution has
@@ -119,6 +123,8 @@ struct Row {
     identity_lag: u64,
     /// The collector process's CPU time (user + system) per event it stored in the phase.
     cpu_us_per_event: f64,
+    /// p99 of the collector's own latency histogram (see [`Server::handler_quantile`]).
+    handler_p99_ms: Option<f64>,
     handler: &'static str,
     connections: usize,
     result: LoadResult,
@@ -154,7 +160,9 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             let replays = server.metric("seam_identity_replays_total").await;
             let identity_lag = server.metric("seam_identity_lag_events").await;
             let cpu = server.cpu_seconds() - cpu_before;
+            let handler_p99_ms = server.handler_quantile(0.99).await;
             rows.push(Row {
+                handler_p99_ms,
                 lag,
                 peak_rss_mb: server.peak_rss_kb() as f64 / 1024.0,
                 replays,
@@ -174,10 +182,10 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
 
     println!();
     println!(
-        "| handler                 | conns | events/s | p50 ms | p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag | peak RSS MB |"
+        "| handler                 | conns | events/s | p50 ms | p99 ms | handler p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag | peak RSS MB |"
     );
     println!(
-        "|-------------------------|------:|---------:|-------:|-------:|-----------:|-------------:|------:|-------:|--------:|------------:|"
+        "|-------------------------|------:|---------:|-------:|-------:|---------------:|-----------:|-------------:|------:|-------:|--------:|------------:|"
     );
     for row in &rows {
         let ceiling = rows
@@ -185,12 +193,14 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
             .map_or(1.0, |r| r.result.events_per_sec());
         println!(
-            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} | {:>11.1} |",
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>14} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} | {:>11.1} |",
             row.handler,
             row.connections,
             row.result.events_per_sec(),
             row.result.percentile(0.50),
             row.result.percentile(0.99),
+            row.handler_p99_ms
+                .map_or("-".to_owned(), |ms| format!("{ms:.1}")),
             100.0 * row.result.events_per_sec() / ceiling,
             row.cpu_us_per_event,
             row.result.overloaded,
@@ -534,14 +544,14 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// A figure from the collector's `/metrics` (0 when absent).
-    async fn metric(&self, name: &str) -> u64 {
+    /// The collector's `/metrics` text (empty when it has none).
+    async fn metrics_text(&self) -> String {
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let url: hyper::Uri = format!("http://{}/metrics", self.addr)
             .parse()
             .expect("uri");
         let Ok(response) = client.get(url).await else {
-            return 0;
+            return String::new();
         };
         let body = response
             .into_body()
@@ -549,11 +559,32 @@ impl Server {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        String::from_utf8_lossy(&body)
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    /// A figure from the collector's `/metrics` (0 when absent).
+    async fn metric(&self, name: &str) -> u64 {
+        self.metrics_text()
+            .await
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The `q` quantile of the collector's own ingestion-latency histogram in ms: the time
+    /// from its handler starting on a request to the response, without the waits before the
+    /// handler runs and after it returns that the load generator also sees (on these two
+    /// cores, mostly waits for a core). Read within a bucket, so approximate; `None` if the
+    /// collector recorded no request.
+    async fn handler_quantile(&self, q: f64) -> Option<f64> {
+        let text = self.metrics_text().await;
+        seam_collector::metrics::histogram_quantile(
+            &text,
+            "seam_ingest_request_duration_seconds",
+            q,
+        )
+        .map(|secs| secs * 1e3)
     }
 
     /// CPU time the collector process has used so far, user and system, in seconds.

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+/// Finer around the ingestion latency targets (5 ms and 30 ms), where a quantile is read back
+/// by interpolating within a bucket.
+const BUCKETS: [f64; 20] = [
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 #[derive(Debug, Default)]
@@ -159,4 +162,82 @@ pub struct IdentityStats {
     pub applied_seq: u64,
     pub backlog: u64,
     pub replays: u64,
+}
+
+/// The `q` quantile of histogram `name` in Prometheus text `text`, interpolated linearly
+/// within its bucket as Prometheus's `histogram_quantile` does: the first bucket starts at
+/// zero, and a quantile in the `+Inf` bucket is the last finite bound. `None` when the text
+/// has no such histogram or it is empty. The ingest benchmark reads the collector's own
+/// latency this way.
+pub fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| {
+            let (le, count) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut below = (0.0, 0u64);
+    for &(le, count) in &buckets {
+        if count as f64 >= rank {
+            if le.is_infinite() {
+                return Some(below.0);
+            }
+            let within = (rank - below.1 as f64) / count.saturating_sub(below.1).max(1) as f64;
+            return Some(below.0 + (le - below.0) * within);
+        }
+        below = (le, count);
+    }
+    Some(below.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(latencies_ms: &[u64]) -> String {
+        let m = Metrics::default();
+        for ms in latencies_ms {
+            m.observe(Duration::from_millis(*ms));
+        }
+        m.render(StoreStats::default(), None)
+    }
+
+    #[test]
+    fn a_quantile_reads_back_from_the_rendered_histogram_within_its_bucket() {
+        let name = "seam_ingest_request_duration_seconds";
+        // 98 requests of 4 ms, one of 27 ms, one of 12 s.
+        let mut latencies = vec![4; 98];
+        latencies.extend([27, 12_000]);
+        let text = rendered(&latencies);
+        let p50 = histogram_quantile(&text, name, 0.5).expect("p50");
+        assert!(
+            (0.003..=0.005).contains(&p50),
+            "p50 {p50} is in the 3–5 ms bucket"
+        );
+        // Rank 98.5 of 100 falls in the 25–30 ms bucket, halfway into its one request.
+        let p985 = histogram_quantile(&text, name, 0.985).expect("p98.5");
+        assert!((p985 - 0.0275).abs() < 1e-9, "p98.5 {p985}");
+        // Past the last finite bound: that bound.
+        let max = histogram_quantile(&text, name, 1.0).expect("max");
+        assert_eq!(max, 10.0);
+        assert_eq!(histogram_quantile(&rendered(&[]), name, 0.99), None);
+        assert_eq!(
+            histogram_quantile(&text, "seam_no_such_histogram", 0.99),
+            None
+        );
+    }
 }
