@@ -15,6 +15,10 @@
 //! handler's time alone, without the waits for a core before it runs and after it answers that
 //! the load generator's `p99` also holds. It is interpolated within a histogram bucket, so it
 //! is approximate (it can come out a little above the load generator's figure).
+//! `commit p99` and `commits >5 ms` are read from the store's commit histogram the same way:
+//! how long the log's write and `fdatasync` took per group commit, the disk's share of every
+//! request's latency. A request waits for its group's commit and often for the one before it,
+//! so a slow `fdatasync` (this machine's disk has some of over 100 ms) shows up in `p99`.
 //!
 //! Flags: `--seconds S` per measured phase (default 10), `--events N` stored in the whole
 //! collector (identity on) before reading its memory, and again once identity resolution has
@@ -123,8 +127,13 @@ struct Row {
     identity_lag: u64,
     /// The collector process's CPU time (user + system) per event it stored in the phase.
     cpu_us_per_event: f64,
-    /// p99 of the collector's own latency histogram (see [`Server::handler_quantile`]).
+    /// p99 of the collector's own latency histogram: the time from its handler starting on a
+    /// request to the response, without the waits for a core before and after that the load
+    /// generator also sees. Read within a bucket, so approximate.
     handler_p99_ms: Option<f64>,
+    /// p99 of the store's group commits, and how many took over 5 ms (`None`: no store).
+    commit_p99_ms: Option<f64>,
+    slow_commits: Option<u64>,
     handler: &'static str,
     connections: usize,
     result: LoadResult,
@@ -160,9 +169,18 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             let replays = server.metric("seam_identity_replays_total").await;
             let identity_lag = server.metric("seam_identity_lag_events").await;
             let cpu = server.cpu_seconds() - cpu_before;
-            let handler_p99_ms = server.handler_quantile(0.99).await;
+            let metrics = server.metrics_text().await;
+            let quantile_ms = |name: &str| {
+                seam_collector::metrics::histogram_quantile(&metrics, name, 0.99)
+                    .map(|secs| secs * 1e3)
+            };
+            let commits = "seam_store_commit_duration_seconds";
             rows.push(Row {
-                handler_p99_ms,
+                handler_p99_ms: quantile_ms("seam_ingest_request_duration_seconds"),
+                commit_p99_ms: quantile_ms(commits),
+                slow_commits: seam_collector::metrics::histogram_count_above(
+                    &metrics, commits, 0.005,
+                ),
                 lag,
                 peak_rss_mb: server.peak_rss_kb() as f64 / 1024.0,
                 replays,
@@ -182,10 +200,10 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
 
     println!();
     println!(
-        "| handler                 | conns | events/s | p50 ms | p99 ms | handler p99 ms | of ceiling | CPU µs/event |  503s | errors |     lag | peak RSS MB |"
+        "| handler                 | conns | events/s | p50 ms | p99 ms | handler p99 ms | commit p99 ms | commits >5 ms | of ceiling | CPU µs/event |  503s | errors |     lag | peak RSS MB |"
     );
     println!(
-        "|-------------------------|------:|---------:|-------:|-------:|---------------:|-----------:|-------------:|------:|-------:|--------:|------------:|"
+        "|-------------------------|------:|---------:|-------:|-------:|---------------:|--------------:|--------------:|-----------:|-------------:|------:|-------:|--------:|------------:|"
     );
     for row in &rows {
         let ceiling = rows
@@ -193,7 +211,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             .find(|r| r.connections == row.connections && r.handler.starts_with("parse"))
             .map_or(1.0, |r| r.result.events_per_sec());
         println!(
-            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>14} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} | {:>11.1} |",
+            "| {:<23} | {:>5} | {:>8.0} | {:>6.2} | {:>6.2} | {:>14} | {:>13} | {:>13} | {:>9.0}% | {:>12.1} | {:>5} | {:>6} | {:>7} | {:>11.1} |",
             row.handler,
             row.connections,
             row.result.events_per_sec(),
@@ -201,6 +219,9 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
             row.result.percentile(0.99),
             row.handler_p99_ms
                 .map_or("-".to_owned(), |ms| format!("{ms:.1}")),
+            row.commit_p99_ms
+                .map_or("-".to_owned(), |ms| format!("{ms:.2}")),
+            row.slow_commits.map_or("-".to_owned(), |n| n.to_string()),
             100.0 * row.result.events_per_sec() / ceiling,
             row.cpu_us_per_event,
             row.result.overloaded,
@@ -570,21 +591,6 @@ impl Server {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
-    }
-
-    /// The `q` quantile of the collector's own ingestion-latency histogram in ms: the time
-    /// from its handler starting on a request to the response, without the waits before the
-    /// handler runs and after it returns that the load generator also sees (on these two
-    /// cores, mostly waits for a core). Read within a bucket, so approximate; `None` if the
-    /// collector recorded no request.
-    async fn handler_quantile(&self, q: f64) -> Option<f64> {
-        let text = self.metrics_text().await;
-        seam_collector::metrics::histogram_quantile(
-            &text,
-            "seam_ingest_request_duration_seconds",
-            q,
-        )
-        .map(|secs| secs * 1e3)
     }
 
     /// CPU time the collector process has used so far, user and system, in seconds.

@@ -638,6 +638,19 @@ async fn metrics_and_health_answer() {
             .await,
         1.0
     );
+    assert_eq!(
+        collector
+            .metric("seam_store_commit_duration_seconds_count")
+            .await,
+        1.0,
+        "the one batch was one group commit"
+    );
+    assert!(
+        collector
+            .metric("seam_store_commit_duration_seconds_sum")
+            .await
+            > 0.0
+    );
 }
 
 #[tokio::test]

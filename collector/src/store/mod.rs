@@ -267,6 +267,8 @@ pub struct StoreStats {
     pub bytes: u64,
     /// The highest `seq` acknowledged.
     pub last_seq: u64,
+    /// How long group commits took to become durable, for engines that commit in groups.
+    pub commit_latency: Option<crate::metrics::CommitLatency>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,7 @@ use super::{
     ParseMessage, StoreError, StoreStats, StoredEvent, Write, parse_seq_cursor, parse_whole,
     seq_cursor,
 };
+use crate::metrics::{COMMIT_BUCKETS, Histogram};
 use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -202,6 +203,8 @@ struct Shared {
     indexed_group: watch::Sender<u64>,
     readers: Mutex<Vec<Connection>>,
     bus: EventBus,
+    /// Log append (write and `fdatasync`) per group.
+    commits: Histogram<{ COMMIT_BUCKETS.len() }>,
 }
 
 /// SQLite engine; handle to one writer thread, one indexer thread and a pool of readers.
@@ -349,6 +352,7 @@ impl SqliteStore {
             indexed_group: watch::Sender::new(last_group),
             readers: Mutex::new(Vec::new()),
             bus: EventBus::new(),
+            commits: Histogram::new(COMMIT_BUCKETS),
         });
         let (tx, rx) = mpsc::channel();
         let (index_tx, index_rx) = mpsc::channel();
@@ -722,7 +726,10 @@ impl Writer {
         let result = if records.is_empty() {
             Ok(())
         } else {
-            self.log.append(&bytes).map(|(segment, offset)| {
+            let started = Instant::now();
+            let appended = self.log.append(&bytes);
+            self.shared.commits.observe(started.elapsed());
+            appended.map(|(segment, offset)| {
                 for at in records.iter_mut().filter_map(Record::position_mut) {
                     at.segment = segment;
                     at.offset += offset;
@@ -1597,6 +1604,7 @@ impl super::Store for SqliteStore {
             events: s.events.load(Ordering::Relaxed),
             bytes: file("") + file("-wal") + log_bytes,
             last_seq: s.acked_seq.load(Ordering::Acquire),
+            commit_latency: Some(s.commits.snapshot()),
         }
     }
 }
@@ -1722,6 +1730,12 @@ mod tests {
             "dedup knows replayed events and seqs go on after them"
         );
         assert_eq!(store.stats().events, 4);
+        let commits = store.stats().commit_latency.expect("commit latency");
+        assert_eq!(
+            commits.count, 1,
+            "one group committed since start-up; replaying is not a commit"
+        );
+        assert_eq!(commits.buckets.iter().sum::<u64>(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
