@@ -20,15 +20,39 @@ pub fn disable_transparent_huge_pages() {
 /// the usual priority: lowered, it fell behind in bursts at 4 connections and each time
 /// replayed from the store, which cost more than it saved.
 pub(crate) fn lower_thread_priority() {
+    if !set_thread_nice(10) {
+        tracing::debug!("Could not lower a background thread's priority.");
+    }
+}
+
+/// Raises the calling thread's CPU priority (nice -5), for the log writer: every
+/// acknowledgement waits for it, so when its `fdatasync` returns it should not wait for a core
+/// behind request handling. `cargo xtask bench ingest`, five alternating runs each: p99 at 4
+/// connections 4.27 ms (4.01–4.38) against 4.70 ms (4.58–4.82) at the usual priority, with
+/// half as many group commits over 5 ms; at 64 connections p99 32.3 ms against 31.1 ms, the
+/// writer then taking cores from request handling while it builds large groups. Raising a
+/// priority needs `CAP_SYS_NICE` (or a `RLIMIT_NICE` of 25); without it the writer keeps the
+/// usual priority and start-up says so.
+pub(crate) fn raise_thread_priority() {
+    if !set_thread_nice(-5) {
+        tracing::info!(
+            "The log writer runs at the usual CPU priority: raising it needs CAP_SYS_NICE (or RLIMIT_NICE 25); with it, acknowledgements wait less for a core under load."
+        );
+    }
+}
+
+/// Sets the calling thread's nice value; whether that was allowed.
+fn set_thread_nice(nice: i32) -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid and setpriority only read their integer arguments; on Linux a thread
         // ID given to PRIO_PROCESS names that one thread.
-        let result =
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-        if result != 0 {
-            tracing::debug!("Could not lower a background thread's priority.");
-        }
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = nice;
+        false
     }
 }
 
@@ -57,4 +81,28 @@ pub(crate) fn drop_cached(file: &std::fs::File, from: u64, to: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, from, to);
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    fn own_nice() -> i32 {
+        // SAFETY: as in `set_thread_nice`.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn a_priority_is_set_for_the_calling_thread_alone() {
+        let before = own_nice();
+        let (set, inside) =
+            std::thread::spawn(move || (super::set_thread_nice(before + 3), own_nice()))
+                .join()
+                .expect("thread");
+        assert!(set, "raising a nice value needs no privilege");
+        assert_eq!(inside, before + 3);
+        assert_eq!(
+            own_nice(),
+            before,
+            "the rest of the process keeps its priority"
+        );
+    }
 }

@@ -367,7 +367,10 @@ impl SqliteStore {
         };
         let indexer_shared = shared.clone();
         let threads = vec![
-            spawn("seam-writer", move || writer.run(rx))?,
+            spawn("seam-writer", move || {
+                crate::os::raise_thread_priority();
+                writer.run(rx)
+            })?,
             spawn("seam-indexer", move || {
                 crate::os::lower_thread_priority();
                 indexer.run(index_rx, &indexer_shared)
