@@ -209,13 +209,18 @@ async fn erasure_removes_everything_and_later_events_from_those_identifiers_are_
     c.send(&fixture("erasable_customer")).await;
     c.send(&fixture("guest_checkout_then_account")).await;
     // Refused (a track without its event name), and kept for an admin to look at.
-    c.send_refused(&[json!({"type": "track", "userId": "cust-erase",
-        "properties": {"name": "Eve Quillfeather"}})])
-        .await;
+    // And refused for naming nobody but her email, written in another case.
+    c.send_refused(&[
+        json!({"type": "track", "userId": "cust-erase",
+            "properties": {"name": "Eve Quillfeather"}}),
+        json!({"type": "identify", "messageId": "email-only",
+            "traits": {"email": "Erase.Me@Example.com", "name": "Eve Quillfeather"}}),
+    ])
+    .await;
     let (_, failed) = c.get("/v1/failed").await;
     assert_eq!(
         failed["failed"].as_array().map(Vec::len),
-        Some(1),
+        Some(2),
         "{failed}"
     );
     let before = c.profile("email:erase.me%40example.com").await;

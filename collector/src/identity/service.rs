@@ -616,6 +616,7 @@ impl Identity {
             match i.kind {
                 IdType::UserId => targets.user_ids.push(i.value.clone()),
                 IdType::AnonymousId => targets.anonymous_ids.push(i.value.clone()),
+                IdType::Email => targets.emails.push(i.value.clone()),
                 _ => {}
             }
         }

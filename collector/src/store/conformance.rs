@@ -23,6 +23,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     events_named_by_seq_are_read_and_erased_whatever_they_carry(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
     erasure_deletes_the_refused_messages_of_the_identifiers(open).await;
+    erasure_deletes_the_refused_messages_that_hold_the_persons_email(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
 
@@ -549,6 +550,42 @@ async fn erasure_deletes_the_refused_messages_of_the_identifiers(open: Open<'_>)
     let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
     left.sort_unstable();
     assert_eq!(left, [raws[2], raws[3]]);
+}
+
+async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let raws = [
+        // Refused for naming nobody but an email, in another case and with spaces.
+        r#"{"type":"identify","traits":{"email":" Ana.Lima@Example.COM "}}"#,
+        // Someone else's message that holds the email is erased too: it is her data.
+        r#"{"type":"track","userId":"u9","event":"x","properties":{"to":["ana.lima@example.com"]}}"#,
+        // Escaped as Python writes non-ASCII, and cut short (not JSON).
+        r#"{"type":"identify","traits":{"email":"jürgen@example.com","#,
+        // Other people's emails, and a string that only contains hers, are kept.
+        r#"{"type":"identify","traits":{"email":"ana.lima@example.co"}}"#,
+        r#"{"type":"identify","traits":{"note":"cc ana.lima@example.com please"}}"#,
+    ];
+    store
+        .append(Write {
+            events: Vec::new(),
+            failed: raws.iter().map(|r| failed_message(r)).collect(),
+        })
+        .await
+        .expect("append");
+    let ids = Identifiers {
+        emails: vec!["ana.lima@example.com".into(), "jürgen@example.com".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.delete_events_for(&ids).await.expect("erase"),
+        0,
+        "no event is chosen by email"
+    );
+    let left = store.failed(PageRequest::default()).await.expect("list");
+    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
+    left.sort_unstable();
+    assert_eq!(left, [raws[3], raws[4]]);
 }
 
 async fn a_malformed_cursor_is_an_error(open: Open<'_>) {

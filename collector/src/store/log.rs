@@ -84,6 +84,10 @@ const FAILED: u8 = 2;
 /// read so that a log written by an older version replays.
 const DELETE: u8 = 3;
 const DELETE_WITH_SEQS: u8 = 4;
+/// An erasure that also names the person's emails (for their refused messages). Written only
+/// when there are emails, so that a log without such an erasure stays readable by the
+/// versions before it.
+const DELETE_WITH_EMAILS: u8 = 5;
 const NONE: u32 = u32::MAX;
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -145,12 +149,19 @@ fn encode_failed(buf: &mut Vec<u8>, f: &FailedEvent) {
 }
 
 fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
-    buf.push(DELETE_WITH_SEQS);
+    buf.push(if ids.emails.is_empty() {
+        DELETE_WITH_SEQS
+    } else {
+        DELETE_WITH_EMAILS
+    });
     put_strs(buf, &ids.user_ids);
     put_strs(buf, &ids.anonymous_ids);
     put_u32(buf, ids.seqs.len() as u32);
     for &seq in &ids.seqs {
         put_u64(buf, seq);
+    }
+    if !ids.emails.is_empty() {
+        put_strs(buf, &ids.emails);
     }
 }
 
@@ -246,14 +257,20 @@ impl<'a> Cursor<'a> {
                     user_ids: self.strs()?,
                     anonymous_ids: self.strs()?,
                     seqs: Vec::new(),
+                    emails: Vec::new(),
                 },
                 at: Position::default(),
             },
-            DELETE_WITH_SEQS => Record::Delete {
+            tag @ (DELETE_WITH_SEQS | DELETE_WITH_EMAILS) => Record::Delete {
                 ids: Identifiers {
                     user_ids: self.strs()?,
                     anonymous_ids: self.strs()?,
                     seqs: self.seqs()?,
+                    emails: if tag == DELETE_WITH_EMAILS {
+                        self.strs()?
+                    } else {
+                        Vec::new()
+                    },
                 },
                 at: Position::default(),
             },
@@ -728,6 +745,7 @@ mod tests {
             user_ids: vec!["u".into()],
             anonymous_ids: vec![],
             seqs: vec![3, 1 << 40],
+            emails: vec!["u@example.com".into()],
         }
     }
 
@@ -890,6 +908,30 @@ mod tests {
             .map(|s| s.0)
             .collect();
         assert_eq!(names, [1, 3], "segments are kept: they hold the bodies");
+    }
+
+    #[test]
+    fn an_erasure_without_emails_is_written_as_older_versions_read_it() {
+        let mut ids = delete();
+        ids.emails.clear();
+        let mut frame = FrameBuilder::new(1);
+        let at = frame.push_delete(&ids);
+        let bytes = frame.finish();
+        assert_eq!(bytes[at.offset as usize], DELETE_WITH_SEQS);
+        let with_emails = {
+            let mut frame = FrameBuilder::new(1);
+            let at = frame.push_delete(&delete());
+            frame.finish()[at.offset as usize]
+        };
+        assert_eq!(with_emails, DELETE_WITH_EMAILS);
+        let mut cursor = Cursor(&bytes[at.offset as usize..]);
+        assert_eq!(
+            cursor.record(),
+            Some(Record::Delete {
+                ids,
+                at: Position::default()
+            })
+        );
     }
 
     #[test]

@@ -159,26 +159,55 @@ pub struct Identifiers {
     /// events that belong to a person but are filed under someone else's anonymous ID (a
     /// guest checkout on a shared browser), and erasure must reach those too.
     pub seqs: Vec<u64>,
+    /// The person's email addresses, trimmed and lower-cased as identity resolution keeps
+    /// them. Events are never chosen by email (every stored event has a user or anonymous ID);
+    /// an erasure uses them for refused messages, which are often refused for naming nobody
+    /// but an email (see [`Self::own_failed`]).
+    pub emails: Vec<String>,
 }
 
 impl Identifiers {
     pub fn is_empty(&self) -> bool {
-        self.user_ids.is_empty() && self.anonymous_ids.is_empty() && self.seqs.is_empty()
+        self.user_ids.is_empty()
+            && self.anonymous_ids.is_empty()
+            && self.seqs.is_empty()
+            && self.emails.is_empty()
     }
 
     /// Whether a refused message (its raw text, as `GET /v1/failed` lists it) belongs to these
     /// identifiers, by the ownership rule of events: by its `userId` when it has one, otherwise
-    /// by its `anonymousId` or an alias's `previousId`. Text that is not a JSON object (a
-    /// message cut at the size limit) belongs to them when it holds one of their IDs as a JSON
-    /// string: an erasure then removes too much rather than too little.
+    /// by its `anonymousId` or an alias's `previousId`. A message that holds one of their
+    /// [`Self::emails`] as a string anywhere (in any case, with spaces around it) is theirs
+    /// too, whoever else it names: it holds their personal data. Text that is not a JSON
+    /// object (a message cut at the size limit) belongs to them when it holds one of their IDs
+    /// or emails as a JSON string: an erasure then removes too much rather than too little.
     pub fn own_failed(&self, raw: &str) -> bool {
+        let emails: Vec<String> = self
+            .emails
+            .iter()
+            .map(|e| e.trim().to_lowercase())
+            .collect();
         let Ok(m) = serde_json::from_str::<serde_json::Map<String, Value>>(raw) else {
-            return self.user_ids.iter().chain(&self.anonymous_ids).any(|id| {
+            let quoted = |text: &str, id: &str| {
                 json_forms(id)
                     .iter()
-                    .any(|f| raw.contains(&format!("\"{f}\"")))
-            });
+                    .any(|f| text.contains(&format!("\"{f}\"")))
+            };
+            let lower = raw.to_lowercase();
+            return self
+                .user_ids
+                .iter()
+                .chain(&self.anonymous_ids)
+                .any(|id| quoted(raw, id))
+                || emails.iter().any(|e| {
+                    json_forms(e)
+                        .iter()
+                        .any(|f| lower.contains(&f.to_lowercase()))
+                });
         };
+        if !emails.is_empty() && holds_email(&m, &emails) {
+            return true;
+        }
         let field = |k: &str| match m.get(k) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -193,8 +222,10 @@ impl Identifiers {
         }
     }
 
-    /// Text every refused message of [`Self::own_failed`] contains one of, for an engine to
-    /// narrow its search: each ID as JSON writes it inside a string, escaped or not.
+    /// Text every refused message of [`Self::own_failed`] that names these IDs contains one
+    /// of, for an engine to narrow its search: each ID as JSON writes it inside a string,
+    /// escaped or not. (For the messages that hold an email, see
+    /// [`Self::failed_email_needles`].)
     pub fn failed_needles(&self) -> Vec<String> {
         let mut needles: Vec<String> = self
             .user_ids
@@ -206,6 +237,43 @@ impl Identifiers {
         needles.dedup();
         needles
     }
+
+    /// Text that every refused message of [`Self::own_failed`] holding one of the
+    /// [`Self::emails`] contains once its ASCII letters are lower-cased (SQL's `lower`): the
+    /// longest run of ASCII characters of each email, which JSON writes as it is whether or
+    /// not it escapes the rest. An email with no ASCII character gives an empty needle, which
+    /// every message contains.
+    pub fn failed_email_needles(&self) -> Vec<String> {
+        let mut needles: Vec<String> = self
+            .emails
+            .iter()
+            .map(|e| {
+                e.split(|c: char| !c.is_ascii())
+                    .max_by_key(|run| run.len())
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        needles.sort_unstable();
+        needles.dedup();
+        needles
+    }
+}
+
+/// Whether any string in `m`, at any depth, is one of `emails` once trimmed and lower-cased.
+fn holds_email(m: &serde_json::Map<String, Value>, emails: &[String]) -> bool {
+    fn walk(v: &Value, emails: &[String]) -> bool {
+        match v {
+            Value::String(s) => {
+                let s = s.trim();
+                s.contains('@') && emails.iter().any(|e| *e == s.to_lowercase())
+            }
+            Value::Array(items) => items.iter().any(|v| walk(v, emails)),
+            Value::Object(m) => m.values().any(|v| walk(v, emails)),
+            _ => false,
+        }
+    }
+    m.values().any(|v| walk(v, emails))
 }
 
 /// How `s` can appear between the quotes of a JSON string: as most clients write it, and with

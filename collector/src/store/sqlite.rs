@@ -1189,12 +1189,27 @@ fn scrub_later(conn: &Connection, at: Position) -> Result<(), rusqlite::Error> {
 fn delete_failed_for(conn: &Connection, ids: &Identifiers) -> Result<u64, rusqlite::Error> {
     let mut owned: BTreeMap<i64, Option<Position>> = BTreeMap::new();
     // One pass over the table per chunk of needles, not one per needle: it has no index to use.
-    for needles in ids.failed_needles().chunks(MAX_IDS_PER_QUERY) {
-        let any = vec!["instr(raw, ?) > 0"; needles.len()].join(" OR ");
+    // Emails are matched in any case (`lower` folds ASCII letters, which the needles keep).
+    let needles: Vec<(&str, String)> = ids
+        .failed_needles()
+        .into_iter()
+        .map(|n| ("instr(raw, ?) > 0", n))
+        .chain(
+            ids.failed_email_needles()
+                .into_iter()
+                .map(|n| ("instr(lower(raw), ?) > 0", n)),
+        )
+        .collect();
+    for needles in needles.chunks(MAX_IDS_PER_QUERY) {
+        let any = needles
+            .iter()
+            .map(|(test, _)| *test)
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let mut candidates = conn.prepare(&format!(
             "SELECT id, raw, log_segment, log_offset, log_len FROM failed WHERE {any}"
         ))?;
-        let rows = candidates.query_map(params_from_iter(needles), |r| {
+        let rows = candidates.query_map(params_from_iter(needles.iter().map(|(_, n)| n)), |r| {
             let at = match r.get::<_, Option<i64>>(2)? {
                 Some(segment) => Some(Position {
                     segment: segment as u64,
@@ -1892,6 +1907,7 @@ mod tests {
             user_ids: vec!["u".into()],
             anonymous_ids: vec!["a".into()],
             seqs: vec![1],
+            ..Default::default()
         };
         for (col, _, by_chunk) in matching(&ids) {
             let sql = select_sql(&format!("{col} (?)"), by_chunk);
