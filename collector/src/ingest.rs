@@ -1,7 +1,9 @@
 //! The Segment HTTP tracking API: `POST /v1/batch` and `/v1/{track,identify,page,screen,group,
-//! alias}`. Authenticates the write key, reads (and un-gzips) a bounded body, validates each
-//! message, applies consent and suppression, and answers `200 {"success":true}` only once the
-//! store has made the events durable. CORS for browsers is here too.
+//! alias}`, under the names real clients use too (analytics.js posts to `/v1/t`, `/v1/i`, … and
+//! `/v1/b`; RudderStack's browser SDK sends beacons to `/beacon/v1/batch?writeKey=…`).
+//! Authenticates the write key, reads (and un-gzips) a bounded body, validates each message,
+//! applies consent and suppression, and answers `200 {"success":true}` only once the store has
+//! made the events durable. CORS for browsers is here too.
 
 use crate::AppState;
 use crate::auth::basic_write_key;
@@ -11,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::store::{Appended, FailedEvent, NewEvent, Write};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
@@ -31,14 +33,37 @@ use time::OffsetDateTime;
 const SUCCESS: &str = r#"{"success":true}"#;
 
 pub fn routes(state: AppState) -> Router<AppState> {
-    let mut router = Router::new().route("/v1/batch", post(batch));
+    let mut router = Router::new()
+        .route("/v1/batch", post(batch))
+        .route("/v1/b", post(batch))
+        .route("/beacon/v1/batch", post(batch));
     for ty in message::TYPES {
-        router = router.route(
-            &format!("/v1/{ty}"),
-            post(move |s: State<AppState>, r: Request| single(s, r, ty)),
-        );
+        // analytics.js names each endpoint by the type's first letter.
+        for path in [format!("/v1/{ty}"), format!("/v1/{}", &ty[..1])] {
+            router = router.route(
+                &path,
+                post(move |s: State<AppState>, r: Request| single(s, r, ty)),
+            );
+        }
     }
     router.layer(middleware::from_fn_with_state(state, cors))
+}
+
+/// The write key of a `writeKey` query parameter, as `navigator.sendBeacon` callers send it
+/// (they cannot set a header); a query that does not parse is a 400 naming it.
+fn query_write_key(uri: &axum::http::Uri) -> Result<Option<String>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct KeyQuery {
+        #[serde(rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    if uri.query().is_none() {
+        return Ok(None);
+    }
+    let Query(q) = Query::<KeyQuery>::try_from_uri(uri).map_err(|e| {
+        ApiError::bad_request("invalid_query", format!("query string: {}", e.body_text()))
+    })?;
+    Ok(q.write_key.filter(|k| !k.is_empty()))
 }
 
 async fn batch(State(state): State<AppState>, request: Request) -> Response {
@@ -76,8 +101,11 @@ async fn accept(
     let received_at = OffsetDateTime::now_utc();
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
-    // A key in the header is checked before the body is read.
-    let header_key = basic_write_key(headers)?;
+    // A key in the header or the query string is checked before the body is read.
+    let header_key = match basic_write_key(headers)? {
+        Some(key) => Some(key),
+        None => query_write_key(&parts.uri)?,
+    };
     if let Some(key) = &header_key {
         source_for(state, key, headers)?;
     }
@@ -101,7 +129,7 @@ async fn accept(
         }
         (None, None) => {
             return Err(ApiError::Unauthorized(
-                "no write key: send it as the HTTP Basic user name or as `writeKey` in the body"
+                "no write key: send it as the HTTP Basic user name, as `writeKey` in the body, or as a `writeKey` query parameter"
                     .into(),
             ));
         }

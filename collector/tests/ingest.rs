@@ -93,6 +93,121 @@ async fn beacon_with_write_key_in_a_text_plain_body_is_accepted() {
     assert_eq!(collector.events_of_user("u1").await.len(), 1);
 }
 
+/// A POST as a browser's `fetch` or `sendBeacon` sends it: a JSON text labelled `text/plain`,
+/// no `Authorization` header.
+fn browser_post(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "text/plain")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn analytics_js_endpoint_names_are_accepted() {
+    let collector = Collector::start();
+    // analytics.js posts each call to the first letter of its type, and batches to `/b`.
+    let calls = [
+        (
+            "/v1/t",
+            json!({"type": "track", "event": "Clicked", "userId": "js1", "messageId": "t1"}),
+        ),
+        (
+            "/v1/i",
+            json!({"type": "identify", "userId": "js1", "messageId": "i1"}),
+        ),
+        (
+            "/v1/p",
+            json!({"type": "page", "name": "Home", "userId": "js1", "messageId": "p1"}),
+        ),
+        (
+            "/v1/s",
+            json!({"type": "screen", "name": "Cart", "userId": "js1", "messageId": "s1"}),
+        ),
+        (
+            "/v1/g",
+            json!({"type": "group", "groupId": "g1", "userId": "js1", "messageId": "g1"}),
+        ),
+        (
+            "/v1/a",
+            json!({"type": "alias", "previousId": "old", "userId": "js1", "messageId": "a1"}),
+        ),
+    ];
+    for (path, mut body) in calls {
+        body["writeKey"] = json!(WRITE_KEY);
+        let answer = collector.send(browser_post(path, &body)).await;
+        assert_eq!(answer.body, r#"{"success":true}"#, "{path}");
+    }
+    let batch = json!({"writeKey": WRITE_KEY, "sentAt": "2026-11-23T10:00:00.000Z",
+        "batch": [track("b1", "js1"), track("b2", "js1")]});
+    let answer = collector.send(browser_post("/v1/b", &batch)).await;
+    assert_eq!(answer.body, r#"{"success":true}"#);
+    let mut types: Vec<String> = collector
+        .events_of_user("js1")
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "alias", "group", "identify", "page", "screen", "track", "track", "track"
+        ]
+    );
+    // The short name implies the type as the long one does.
+    let page = json!({"type": "page", "name": "x", "userId": "js1", "writeKey": WRITE_KEY});
+    let answer = collector.send(browser_post("/v1/t", &page)).await;
+    assert_eq!(answer.json()["rejected"][0]["code"], "invalid_type");
+    let answer = collector.send(browser_post("/v1/x", &page)).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_beacon_with_the_write_key_in_the_query_string_is_accepted() {
+    let collector = Collector::start();
+    // RudderStack's browser SDK sends its beacons this way: the key in the URL, the body a bare
+    // batch.
+    let body = json!({"batch": [track("q1", "beacon-user")]});
+    let answer = collector
+        .send(browser_post(
+            &format!("/beacon/v1/batch?writeKey={WRITE_KEY}"),
+            &body,
+        ))
+        .await;
+    assert_eq!(answer.body, r#"{"success":true}"#);
+    assert_eq!(collector.events_of_user("beacon-user").await.len(), 1);
+
+    let wrong = collector
+        .send(browser_post("/beacon/v1/batch?writeKey=nope%21", &body))
+        .await;
+    assert!(
+        wrong
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized")
+            .contains("nope!"),
+        "the key is read percent-decoded and named"
+    );
+    let empty = collector
+        .send(browser_post("/beacon/v1/batch?writeKey=", &body))
+        .await;
+    assert!(
+        empty
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized")
+            .contains("query parameter")
+    );
+    let twice = collector
+        .send(browser_post(
+            &format!("/beacon/v1/batch?writeKey={WRITE_KEY}&writeKey=other"),
+            &body,
+        ))
+        .await;
+    assert!(
+        twice
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query")
+            .contains("writeKey")
+    );
+    assert_eq!(collector.events_of_user("beacon-user").await.len(), 1);
+}
+
 #[tokio::test]
 async fn single_message_endpoints_store_their_type() {
     let collector = Collector::start();
