@@ -1,6 +1,7 @@
 //! The Segment HTTP tracking API: `POST /v1/batch` and `/v1/{track,identify,page,screen,group,
-//! alias}`, under the names real clients use too (analytics.js posts to `/v1/t`, `/v1/i`, … and
-//! `/v1/b`; RudderStack's browser SDK sends beacons to `/beacon/v1/batch?writeKey=…`).
+//! alias}`, under the other names clients use too (analytics.js posts to `/v1/t`, `/v1/i`, …
+//! and `/v1/b`; older server libraries batch to `/v1/import`; RudderStack's browser SDK sends
+//! beacons to `/beacon/v1/batch?writeKey=…`).
 //! Authenticates the write key, reads (and un-gzips) a bounded body, validates each message,
 //! applies consent and suppression, and answers `200 {"success":true}` only once the store has
 //! made the events durable. CORS for browsers is here too.
@@ -36,6 +37,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let mut router = Router::new()
         .route("/v1/batch", post(batch))
         .route("/v1/b", post(batch))
+        .route("/v1/import", post(batch))
         .route("/beacon/v1/batch", post(batch));
     for ty in message::TYPES {
         // analytics.js names each endpoint by the type's first letter.

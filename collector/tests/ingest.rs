@@ -141,6 +141,12 @@ async fn analytics_js_endpoint_names_are_accepted() {
         "batch": [track("b1", "js1"), track("b2", "js1")]});
     let answer = collector.send(browser_post("/v1/b", &batch)).await;
     assert_eq!(answer.body, r#"{"success":true}"#);
+    let import = json!({"writeKey": WRITE_KEY, "batch": [track("im1", "js1")]});
+    let answer = collector.send(browser_post("/v1/import", &import)).await;
+    assert_eq!(
+        answer.body, r#"{"success":true}"#,
+        "the batch endpoint's old name"
+    );
     let mut types: Vec<String> = collector
         .events_of_user("js1")
         .await
@@ -151,7 +157,7 @@ async fn analytics_js_endpoint_names_are_accepted() {
     assert_eq!(
         types,
         [
-            "alias", "group", "identify", "page", "screen", "track", "track", "track"
+            "alias", "group", "identify", "page", "screen", "track", "track", "track", "track"
         ]
     );
     // The short name implies the type as the long one does.
