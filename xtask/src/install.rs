@@ -74,8 +74,9 @@ pub fn npm_bin(name: &str) -> PathBuf {
     npm_tools_dir().join("node_modules/.bin").join(name)
 }
 
-/// Installs the npm tools pinned in `xtask/tools/` (wasm-opt from `binaryen`) into its
-/// git-ignored `node_modules/`, unless the lock file is already satisfied.
+/// Installs the npm packages pinned in `xtask/tools/` (wasm-opt from `binaryen`, terser, and
+/// Segment's analytics.js for the compatibility test) into its git-ignored `node_modules/`,
+/// unless the lock file is already satisfied.
 pub fn npm_tools() -> Result<(), String> {
     let dir = npm_tools_dir();
     let stamp = dir.join("node_modules/.package-lock.json");

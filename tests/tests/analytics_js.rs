@@ -1,0 +1,122 @@
+//! Segment's own browser library, analytics.js (`@segment/analytics-next`, pinned in
+//! `xtask/tools/package.json`), on a page in headless Chromium, sending to the real collector on
+//! another origin exactly as it would send to Segment: each call to the first letter of its
+//! type (`/v1/p`, `/v1/i`, `/v1/t`), a `text/plain` body with the write key inside. The
+//! collector must store every call once, and resolve the visitor's profile from it.
+
+use seam_e2e::capture::Capture;
+use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, workspace_root};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The UMD build of the pinned package, as `cargo xtask` installs it.
+fn analytics_js() -> std::path::PathBuf {
+    let path =
+        workspace_root().join("xtask/tools/node_modules/@segment/analytics-next/dist/umd/index.js");
+    assert!(
+        path.exists(),
+        "no {}; `cargo xtask test` installs it (npm ci in xtask/tools)",
+        path.display()
+    );
+    path
+}
+
+/// A page that loads analytics.js with its source settings given (so it asks Segment's CDN for
+/// nothing) and `apiHost` pointed at the collector, then makes three calls and records in
+/// `#done` each one analytics.js has handed to its Segment.io plugin (which retries later
+/// rather than fail the call, so only the collector's answer shows delivery).
+fn page(collector_host: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>analytics.js</title></head>
+<body><p id="done"></p>
+<script src="analytics.js"></script>
+<script>
+const analytics = AnalyticsNext.AnalyticsBrowser.load(
+  {{writeKey: "{WRITE_KEY}", cdnSettings: {{integrations: {{"Segment.io": {{
+    apiKey: "{WRITE_KEY}", apiHost: "{collector_host}/v1", protocol: "http"}}}}}}}},
+  {{initialPageview: false}});
+const done = (what) => () => {{ document.getElementById("done").textContent += what + " "; }};
+analytics.page("Home").then(done("page"));
+analytics.identify("ajs-user", {{email: "Ajs.Visitor@example.com"}}).then(done("identify"));
+analytics.track("Product Viewed", {{sku: "kc-mug", price: 18}}).then(done("track"));
+</script>
+</body></html>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once() {
+    let collector = DemoCollector::start().await;
+    let site = TempDir::new("analytics-js-page");
+    std::fs::copy(analytics_js(), site.path.join("analytics.js")).expect("copy analytics.js");
+    std::fs::write(
+        site.path.join("index.html"),
+        page(&collector.addr.to_string()),
+    )
+    .expect("write page");
+    // Served from another origin than the collector's, as a storefront would be.
+    let pages = Capture::start(site.path.clone()).await;
+    let browser = Browser::launch().await;
+    browser
+        .client
+        .goto(&format!("{}/sdk/index.html", pages.origin()))
+        .await
+        .expect("open page");
+    browser
+        .wait_for_js(
+            "['page', 'identify', 'track'].every(w => \
+             document.getElementById('done').textContent.includes(w))",
+            WAIT,
+        )
+        .await;
+
+    let stored = collector
+        .wait_for_admin("/v1/events?user_id=ajs-user", WAIT, |v| {
+            v["events"].as_array().is_some_and(|e| e.len() >= 3)
+        })
+        .await;
+    let events = stored["events"].as_array().expect("events");
+    let mut types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    types.sort_unstable();
+    assert_eq!(types, ["identify", "page", "track"], "each call once");
+    let track = events.iter().find(|e| e["type"] == "track").expect("track");
+    assert_eq!(track["event"], "Product Viewed");
+    assert_eq!(track["properties"]["sku"], "kc-mug");
+    assert_eq!(track["context"]["library"]["name"], "analytics.js");
+    assert!(
+        track["messageId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("ajs-")),
+        "analytics.js's own messageId is kept: {}",
+        track["messageId"]
+    );
+    assert!(
+        track.get("writeKey").is_none(),
+        "the write key is not stored"
+    );
+    let anonymous_id = track["anonymousId"].as_str().expect("anonymousId");
+    assert!(
+        events.iter().all(|e| e["anonymousId"] == anonymous_id),
+        "one browser, one anonymous ID"
+    );
+
+    // Identity resolution stitched the browser to the person by the email analytics.js sent.
+    let profile = collector
+        .wait_for_admin("/v1/profiles/email:ajs.visitor%40example.com", WAIT, |p| {
+            p["identities"].as_array().is_some_and(|ids| {
+                ids.iter()
+                    .any(|i| i["type"] == "anonymous_id" && i["value"] == anonymous_id)
+            })
+        })
+        .await;
+    let ids: Vec<String> = profile["identities"]
+        .as_array()
+        .expect("identities")
+        .iter()
+        .map(|i| format!("{}:{}", i["type"].as_str().unwrap_or(""), i["value"]))
+        .collect();
+    assert!(ids.contains(&"user_id:\"ajs-user\"".to_owned()), "{ids:?}");
+    browser.close().await;
+}
