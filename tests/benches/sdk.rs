@@ -3,20 +3,17 @@
 //! `track()` in headless Chromium: the median over 100 samples of 100 calls (10,000 calls), each
 //! sample timed with `performance.now()` around the synchronous calls and divided by 100 (the
 //! clock is too coarse for one call). Between samples each SDK gets 50 ms, untimed, to deliver.
-//! analytics.js comes from the npm package `@segment/analytics-next`, installed at bench time
-//! into the git-ignored `$CARGO_TARGET_DIR/bench-npm/`.
+//! analytics.js is the npm package `@segment/analytics-next` pinned in `xtask/tools/` (see
+//! [`seam_e2e::analytics_js_dir`]), so runs on different days compare the same build.
 //!
 //! While iterating: `SEAM_BENCH_CALLS=2000` times fewer calls (a multiple of 100), and
 //! `SEAM_BENCH_SEGMENT=0` leaves analytics.js out.
 
 use seam_e2e::capture::{Capture, Pages};
-use seam_e2e::{Browser, sdk_dir, workspace_root};
+use seam_e2e::{Browser, analytics_js_dir, sdk_dir, workspace_root};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-
-const SEGMENT_PACKAGE: &str = "@segment/analytics-next";
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -37,7 +34,7 @@ fn calls() -> usize {
 
 async fn run() {
     let with_segment = std::env::var("SEAM_BENCH_SEGMENT").as_deref() != Ok("0");
-    let segment_dir = install_segment();
+    let segment_dir = analytics_js_dir();
     let seam_files = files_in(&sdk_dir());
     let segment_file = segment_dir.join("standalone.js");
 
@@ -171,37 +168,6 @@ async fn measure(page: &str, dir: PathBuf, api: &str, settle: &str) -> (f64, f64
     // Printed as soon as known, so a later failure does not lose it.
     eprintln!("{page}: track() median {median:.2} µs, p90 {p90:.2} µs");
     (median, p90)
-}
-
-/// Installs the npm package into `$CARGO_TARGET_DIR/bench-npm` (git-ignored) and returns the
-/// folder holding its standalone build.
-fn install_segment() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| workspace_root().join(d))
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let prefix = target.join("bench-npm");
-    let umd = prefix.join("node_modules/@segment/analytics-next/dist/umd");
-    if !umd.join("standalone.js").exists() {
-        std::fs::create_dir_all(&prefix).expect("create bench-npm");
-        let status = Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&prefix)
-            .arg(SEGMENT_PACKAGE)
-            .status()
-            .expect("run npm");
-        assert!(status.success(), "npm install {SEGMENT_PACKAGE} failed");
-    }
-    assert!(
-        umd.join("standalone.js").exists(),
-        "no dist/umd/standalone.js in {SEGMENT_PACKAGE}"
-    );
-    umd
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {

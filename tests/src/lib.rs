@@ -180,6 +180,19 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The UMD build of Segment's analytics.js (`@segment/analytics-next`, pinned in
+/// `xtask/tools/package.json` and installed there by `cargo xtask`): `index.js` (the
+/// `AnalyticsNext` global) and `standalone.js` (the snippet's loader).
+pub fn analytics_js_dir() -> PathBuf {
+    let dir = workspace_root().join("xtask/tools/node_modules/@segment/analytics-next/dist/umd");
+    assert!(
+        dir.join("index.js").exists() && dir.join("standalone.js").exists(),
+        "no analytics.js in {}; `cargo xtask test` and `cargo xtask bench sdk` install it",
+        dir.display()
+    );
+    dir
+}
+
 /// A directory removed on drop.
 pub struct TempDir {
     pub path: PathBuf,

@@ -5,22 +5,10 @@
 //! collector must store every call once, and resolve the visitor's profile from it.
 
 use seam_e2e::capture::Capture;
-use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, workspace_root};
+use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, analytics_js_dir};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The UMD build of the pinned package, as `cargo xtask` installs it.
-fn analytics_js() -> std::path::PathBuf {
-    let path =
-        workspace_root().join("xtask/tools/node_modules/@segment/analytics-next/dist/umd/index.js");
-    assert!(
-        path.exists(),
-        "no {}; `cargo xtask test` installs it (npm ci in xtask/tools)",
-        path.display()
-    );
-    path
-}
 
 /// A page that loads analytics.js with its source settings given (so it asks Segment's CDN for
 /// nothing) and `apiHost` pointed at the collector, then makes three calls and records in
@@ -50,7 +38,11 @@ analytics.track("Product Viewed", {{sku: "kc-mug", price: 18}}).then(done("track
 async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once() {
     let collector = DemoCollector::start().await;
     let site = TempDir::new("analytics-js-page");
-    std::fs::copy(analytics_js(), site.path.join("analytics.js")).expect("copy analytics.js");
+    std::fs::copy(
+        analytics_js_dir().join("index.js"),
+        site.path.join("analytics.js"),
+    )
+    .expect("copy analytics.js");
     std::fs::write(
         site.path.join("index.html"),
         page(&collector.addr.to_string()),
