@@ -180,7 +180,8 @@ impl Identifiers {
     /// [`Self::emails`] as a string anywhere (in any case, with spaces around it) is theirs
     /// too, whoever else it names: it holds their personal data. Text that is not a JSON
     /// object (a message cut at the size limit) belongs to them when it holds one of their IDs
-    /// or emails as a JSON string: an erasure then removes too much rather than too little.
+    /// as a JSON string, or one of their emails anywhere: an erasure then removes too much
+    /// rather than too little.
     pub fn own_failed(&self, raw: &str) -> bool {
         let emails: Vec<String> = self
             .emails
