@@ -24,7 +24,9 @@
 //! collector (identity on) before reading its memory, and again once identity resolution has
 //! caught up (default 1,000,000; the target is 10,000,000; 0 skips it), `--conns 64,4` and
 //! `--handlers parse-only,sqlite,sqlite+identity` to run only some phases (the parse-only
-//! ceiling always runs, since the other rows are read against it).
+//! ceiling always runs, since the other rows are read against it), and `--batch N` events per
+//! request (default 50; 1 sends each event alone to `/v1/t`, as analytics.js does from a
+//! browser).
 
 mod shared;
 
@@ -50,6 +52,7 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WRITE_KEY: &str = "bench-key";
+/// Events per request unless `--batch` says otherwise: what server libraries send.
 const EVENTS_PER_BATCH: usize = 50;
 /// Width of the request counter written into every message ID of a batch.
 const COUNTER_WIDTH: usize = 14;
@@ -81,6 +84,11 @@ fn main() {
         text.split(',').map(str::to_owned).collect()
     };
     let seconds = flag("--seconds", 10);
+    let batch = flag("--batch", EVENTS_PER_BATCH as u64) as usize;
+    assert!(
+        (1..=500).contains(&batch),
+        "--batch takes 1 to 500 events per request, not {batch}"
+    );
     let events = flag("--events", 1_000_000);
     let phases = Phases {
         conns: list("--conns", "64,4".into())
@@ -91,6 +99,7 @@ fn main() {
             })
             .collect(),
         handlers: list("--handlers", HANDLERS.join(",")),
+        batch,
     };
     if let Some(h) = phases
         .handlers
@@ -114,6 +123,8 @@ const HANDLERS: [&str; 3] = ["parse-only", "sqlite", "sqlite+identity"];
 struct Phases {
     conns: Vec<usize>,
     handlers: Vec<String>,
+    /// Events per request.
+    batch: usize,
 }
 
 struct Row {
@@ -140,9 +151,14 @@ struct Row {
 }
 
 async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
-    let template = Template::new();
+    let template = Template::new(phases.batch);
+    let requests = if template.events == 1 {
+        format!("single events to {}", template.path)
+    } else {
+        format!("{}-event batches", template.events)
+    };
     println!(
-        "ingest bench: {EVENTS_PER_BATCH}-event batches of {} bytes, {} s per phase, {} cores",
+        "ingest bench: {requests} of {} bytes, {} s per phase, {} cores",
         template.len(),
         phase.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -185,8 +201,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
                 peak_rss_mb: server.peak_rss_kb() as f64 / 1024.0,
                 replays,
                 identity_lag,
-                cpu_us_per_event: 1e6 * cpu
-                    / (result.all_requests * EVENTS_PER_BATCH as u64) as f64,
+                cpu_us_per_event: 1e6 * cpu / (result.all_requests * template.events as u64) as f64,
                 handler: match engine {
                     "sqlite" => "durable (log fsync)",
                     "sqlite+identity" => "durable + identity",
@@ -244,7 +259,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     let dir = TempDir::new("ingest-bench-rss");
     let server = Server::start("sqlite+identity", &dir);
     let idle_rss = server.rss_kb();
-    let batches = rss_events.div_ceil(EVENTS_PER_BATCH as u64);
+    let batches = rss_events.div_ceil(template.events as u64);
     let started = Instant::now();
     let result = load(
         server.addr.clone(),
@@ -255,7 +270,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     )
     .await;
     let elapsed = started.elapsed();
-    let stored = result.requests * EVENTS_PER_BATCH as u64;
+    let stored = result.requests * template.events as u64;
     let rss = server.rss_kb();
     let hwm = server.peak_rss_kb();
     let disk = dir_bytes(&dir.0);
@@ -309,36 +324,52 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
     );
 }
 
-/// A 50-event batch of typical browser track/page events, about 20 KB, whose message IDs all
-/// contain a fixed-width counter slot so every request can be made unique by overwriting it.
+/// A request of typical browser track/page events (a 50-event batch is about 20 KB), whose
+/// message IDs all contain a fixed-width counter slot so every request can be made unique by
+/// overwriting it. One event goes alone to its type's short endpoint, as analytics.js sends it.
 struct Template {
     body: Vec<u8>,
     slots: Vec<usize>,
+    events: usize,
+    path: String,
 }
 
 impl Template {
-    fn new() -> Self {
+    fn new(events: usize) -> Self {
         let slot = "#".repeat(COUNTER_WIDTH);
-        let mut events = Vec::new();
-        for i in 0..EVENTS_PER_BATCH {
-            let event = shared::browser_message(i, &format!("{slot}-{i:02}"));
-            events.push(event);
-        }
-        let body = serde_json::json!({"batch": events, "writeKey": WRITE_KEY, "sentAt": "2026-11-23T10:00:01.000Z"})
-            .to_string()
-            .into_bytes();
+        // Alone, the second message of a batch: a track.
+        let first = usize::from(events == 1);
+        let messages: Vec<serde_json::Value> = (first..first + events)
+            .map(|i| shared::browser_message(i, &format!("{slot}-{i:02}")))
+            .collect();
+        let sent_at = "2026-11-23T10:00:01.000Z";
+        let (body, path) = match &messages[..] {
+            [one] => {
+                let mut body = one.clone();
+                body["writeKey"] = WRITE_KEY.into();
+                body["sentAt"] = sent_at.into();
+                let kind = one["type"].as_str().expect("a type");
+                (body, format!("/v1/{}", &kind[..1]))
+            }
+            _ => (
+                serde_json::json!({"batch": messages, "writeKey": WRITE_KEY, "sentAt": sent_at}),
+                "/v1/batch".to_owned(),
+            ),
+        };
+        let body = body.to_string().into_bytes();
         let slots = body
             .windows(COUNTER_WIDTH)
             .enumerate()
             .filter(|(_, w)| w.iter().all(|b| *b == b'#'))
             .map(|(i, _)| i)
             .collect::<Vec<_>>();
-        assert_eq!(
-            slots.len(),
-            EVENTS_PER_BATCH,
-            "one counter slot per message"
-        );
-        Template { body, slots }
+        assert_eq!(slots.len(), events, "one counter slot per message");
+        Template {
+            body,
+            slots,
+            events,
+            path,
+        }
     }
 
     fn len(&self) -> usize {
@@ -361,6 +392,7 @@ enum Stop {
 }
 
 struct LoadResult {
+    events_per_request: u64,
     requests: u64,
     /// Batches stored, warm-up included (what the collector's CPU time was spent on).
     all_requests: u64,
@@ -373,7 +405,7 @@ struct LoadResult {
 
 impl LoadResult {
     fn events_per_sec(&self) -> f64 {
-        (self.requests * EVENTS_PER_BATCH as u64) as f64 / self.elapsed.as_secs_f64()
+        (self.requests * self.events_per_request) as f64 / self.elapsed.as_secs_f64()
     }
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -395,10 +427,14 @@ async fn load(
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(connections)
         .build_http();
-    let url: hyper::Uri = format!("http://{addr}/v1/batch").parse().expect("uri");
+    let url: hyper::Uri = format!("http://{addr}{}", template.path)
+        .parse()
+        .expect("uri");
     let template = Arc::new(Template {
         body: template.body.clone(),
         slots: template.slots.clone(),
+        events: template.events,
+        path: template.path.clone(),
     });
     // A short warm-up so connections exist and caches are warm before measuring.
     let warm_until = Instant::now() + Duration::from_millis(500);
@@ -480,6 +516,7 @@ async fn load(
         }));
     }
     let mut result = LoadResult {
+        events_per_request: template.events as u64,
         requests: 0,
         all_requests: 0,
         overloaded: 0,
