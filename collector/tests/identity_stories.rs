@@ -327,6 +327,9 @@ async fn profiles_survive_a_restart_and_keep_stitching_afterwards() {
 async fn erased_phone_or_crm_id_coming_back_alone_is_neither_stored_nor_resolved() {
     let c = Collector::start();
     c.send(&fixture("erasable_with_phone_and_crm_id")).await;
+    // Refused for naming nobody but the phone, spaced another way.
+    c.send_refused(&[json!({"type": "identify", "traits": {"phone": "1-555-010-0199"}})])
+        .await;
     assert_eq!(
         identities(&c.profile("phone:+15550100199").await),
         [
@@ -341,6 +344,12 @@ async fn erased_phone_or_crm_id_coming_back_alone_is_neither_stored_nor_resolved
     assert_eq!(status, StatusCode::OK, "{receipt}");
     assert_eq!(receipt["deleted_events"], 2);
     assert_eq!(receipt["deleted_identities"], 5);
+    let (_, failed) = c.get("/v1/failed").await;
+    assert_eq!(
+        failed["failed"],
+        json!([]),
+        "the message refused for naming only her phone goes too"
+    );
 
     // Each comes back under a new anonymous ID, carrying only the erased phone (formatted
     // differently), the CRM ID (type in capitals) or the email (in properties).

@@ -617,6 +617,7 @@ impl Identity {
                 IdType::UserId => targets.user_ids.push(i.value.clone()),
                 IdType::AnonymousId => targets.anonymous_ids.push(i.value.clone()),
                 IdType::Email => targets.emails.push(i.value.clone()),
+                IdType::Phone => targets.phones.push(i.value.clone()),
                 _ => {}
             }
         }

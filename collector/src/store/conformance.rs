@@ -23,7 +23,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     events_named_by_seq_are_read_and_erased_whatever_they_carry(open).await;
     failed_messages_are_kept_and_listed_newest_first(open).await;
     erasure_deletes_the_refused_messages_of_the_identifiers(open).await;
-    erasure_deletes_the_refused_messages_that_hold_the_persons_email(open).await;
+    erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_phone(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
 
@@ -552,7 +552,7 @@ async fn erasure_deletes_the_refused_messages_of_the_identifiers(open: Open<'_>)
     assert_eq!(left, [raws[2], raws[3]]);
 }
 
-async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email(open: Open<'_>) {
+async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_phone(open: Open<'_>) {
     let dir = TempDir::new("conformance");
     let store = open(&dir.0);
     let raws = [
@@ -562,9 +562,14 @@ async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email(open: 
         r#"{"type":"track","userId":"u9","event":"x","properties":{"to":["ana.lima@example.com"]}}"#,
         // Escaped as Python writes non-ASCII, and cut short (not JSON).
         r#"{"type":"identify","traits":{"email":"jürgen@example.com","#,
-        // Other people's emails, and a string that only contains hers, are kept.
+        // Her phone, spaced another way, in a phone field.
+        r#"{"type":"identify","context":{"traits":{"phone":"+1 (555) 010-0199"}}}"#,
+        // Other people's emails and phones, a string that only contains her email, and her
+        // phone's digits outside a phone field, are kept.
         r#"{"type":"identify","traits":{"email":"ana.lima@example.co"}}"#,
         r#"{"type":"identify","traits":{"note":"cc ana.lima@example.com please"}}"#,
+        r#"{"type":"identify","traits":{"phone":"+1 555 010 0198"}}"#,
+        r#"{"type":"identify","traits":{"order":"15550100199"}}"#,
     ];
     store
         .append(Write {
@@ -575,17 +580,20 @@ async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email(open: 
         .expect("append");
     let ids = Identifiers {
         emails: vec!["ana.lima@example.com".into(), "jürgen@example.com".into()],
+        phones: vec!["+15550100199".into()],
         ..Default::default()
     };
     assert_eq!(
         store.delete_events_for(&ids).await.expect("erase"),
         0,
-        "no event is chosen by email"
+        "no event is chosen by email or phone"
     );
     let left = store.failed(PageRequest::default()).await.expect("list");
     let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
     left.sort_unstable();
-    assert_eq!(left, [raws[3], raws[4]]);
+    let mut kept = raws[4..].to_vec();
+    kept.sort_unstable();
+    assert_eq!(left, kept);
 }
 
 async fn a_malformed_cursor_is_an_error(open: Open<'_>) {

@@ -84,10 +84,10 @@ const FAILED: u8 = 2;
 /// read so that a log written by an older version replays.
 const DELETE: u8 = 3;
 const DELETE_WITH_SEQS: u8 = 4;
-/// An erasure that also names the person's emails (for their refused messages). Written only
-/// when there are emails, so that a log without such an erasure stays readable by the
-/// versions before it.
-const DELETE_WITH_EMAILS: u8 = 5;
+/// An erasure that also names the person's emails and phones (for their refused messages).
+/// Written only when there are some, so that a log without such an erasure stays readable by
+/// the versions before it.
+const DELETE_WITH_CONTACTS: u8 = 5;
 const NONE: u32 = u32::MAX;
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -149,10 +149,11 @@ fn encode_failed(buf: &mut Vec<u8>, f: &FailedEvent) {
 }
 
 fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
-    buf.push(if ids.emails.is_empty() {
-        DELETE_WITH_SEQS
+    let contacts = !ids.emails.is_empty() || !ids.phones.is_empty();
+    buf.push(if contacts {
+        DELETE_WITH_CONTACTS
     } else {
-        DELETE_WITH_EMAILS
+        DELETE_WITH_SEQS
     });
     put_strs(buf, &ids.user_ids);
     put_strs(buf, &ids.anonymous_ids);
@@ -160,8 +161,9 @@ fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
     for &seq in &ids.seqs {
         put_u64(buf, seq);
     }
-    if !ids.emails.is_empty() {
+    if contacts {
         put_strs(buf, &ids.emails);
+        put_strs(buf, &ids.phones);
     }
 }
 
@@ -258,22 +260,26 @@ impl<'a> Cursor<'a> {
                     anonymous_ids: self.strs()?,
                     seqs: Vec::new(),
                     emails: Vec::new(),
+                    phones: Vec::new(),
                 },
                 at: Position::default(),
             },
-            tag @ (DELETE_WITH_SEQS | DELETE_WITH_EMAILS) => Record::Delete {
-                ids: Identifiers {
+            tag @ (DELETE_WITH_SEQS | DELETE_WITH_CONTACTS) => {
+                let mut ids = Identifiers {
                     user_ids: self.strs()?,
                     anonymous_ids: self.strs()?,
                     seqs: self.seqs()?,
-                    emails: if tag == DELETE_WITH_EMAILS {
-                        self.strs()?
-                    } else {
-                        Vec::new()
-                    },
-                },
-                at: Position::default(),
-            },
+                    ..Identifiers::default()
+                };
+                if tag == DELETE_WITH_CONTACTS {
+                    ids.emails = self.strs()?;
+                    ids.phones = self.strs()?;
+                }
+                Record::Delete {
+                    ids,
+                    at: Position::default(),
+                }
+            }
             _ => return None,
         })
     }
@@ -746,6 +752,7 @@ mod tests {
             anonymous_ids: vec![],
             seqs: vec![3, 1 << 40],
             emails: vec!["u@example.com".into()],
+            phones: vec!["+15550100".into()],
         }
     }
 
@@ -911,9 +918,10 @@ mod tests {
     }
 
     #[test]
-    fn an_erasure_without_emails_is_written_as_older_versions_read_it() {
+    fn an_erasure_without_emails_or_phones_is_written_as_older_versions_read_it() {
         let mut ids = delete();
         ids.emails.clear();
+        ids.phones.clear();
         let mut frame = FrameBuilder::new(1);
         let at = frame.push_delete(&ids);
         let bytes = frame.finish();
@@ -923,7 +931,7 @@ mod tests {
             let at = frame.push_delete(&delete());
             frame.finish()[at.offset as usize]
         };
-        assert_eq!(with_emails, DELETE_WITH_EMAILS);
+        assert_eq!(with_emails, DELETE_WITH_CONTACTS);
         let mut cursor = Cursor(&bytes[at.offset as usize..]);
         assert_eq!(
             cursor.record(),

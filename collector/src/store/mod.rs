@@ -164,6 +164,9 @@ pub struct Identifiers {
     /// an erasure uses them for refused messages, which are often refused for naming nobody
     /// but an email (see [`Self::own_failed`]).
     pub emails: Vec<String>,
+    /// The person's phone numbers as identity resolution keeps them (digits, with `+` first
+    /// when the number was written with one); used like [`Self::emails`].
+    pub phones: Vec<String>,
 }
 
 impl Identifiers {
@@ -172,21 +175,29 @@ impl Identifiers {
             && self.anonymous_ids.is_empty()
             && self.seqs.is_empty()
             && self.emails.is_empty()
+            && self.phones.is_empty()
     }
 
     /// Whether a refused message (its raw text, as `GET /v1/failed` lists it) belongs to these
     /// identifiers, by the ownership rule of events: by its `userId` when it has one, otherwise
     /// by its `anonymousId` or an alias's `previousId`. A message that holds one of their
     /// [`Self::emails`] as a string anywhere (in any case, with spaces around it) is theirs
-    /// too, whoever else it names: it holds their personal data. Text that is not a JSON
-    /// object (a message cut at the size limit) belongs to them when it holds one of their IDs
-    /// as a JSON string, or one of their emails anywhere: an erasure then removes too much
-    /// rather than too little.
+    /// too, whoever else it names: it holds their personal data; so is one that holds one of
+    /// their [`Self::phones`] under a `phone` key, however its digits are spaced. Text that is
+    /// not a JSON object (a message cut at the size limit) belongs to them when it holds one of
+    /// their IDs as a JSON string, one of their emails anywhere, or the digits of one of their
+    /// phones among its digits: an erasure then removes too much rather than too little.
     pub fn own_failed(&self, raw: &str) -> bool {
         let emails: Vec<String> = self
             .emails
             .iter()
             .map(|e| e.trim().to_lowercase())
+            .collect();
+        let phones: Vec<String> = self
+            .phones
+            .iter()
+            .map(|p| digits(p))
+            .filter(|p| !p.is_empty())
             .collect();
         let Ok(m) = serde_json::from_str::<serde_json::Map<String, Value>>(raw) else {
             let quoted = |text: &str, id: &str| {
@@ -204,9 +215,15 @@ impl Identifiers {
                     json_forms(e)
                         .iter()
                         .any(|f| lower.contains(&f.to_lowercase()))
+                })
+                || (!phones.is_empty() && {
+                    let all = digits(raw);
+                    phones.iter().any(|p| all.contains(p.as_str()))
                 });
         };
-        if !emails.is_empty() && holds_email(&m, &emails) {
+        if (!emails.is_empty() && holds_email(&m, &emails))
+            || (!phones.is_empty() && holds_phone(&m, &phones))
+        {
             return true;
         }
         let field = |k: &str| match m.get(k) {
@@ -225,8 +242,8 @@ impl Identifiers {
 
     /// Text every refused message of [`Self::own_failed`] that names these IDs contains one
     /// of, for an engine to narrow its search: each ID as JSON writes it inside a string,
-    /// escaped or not. (For the messages that hold an email, see
-    /// [`Self::failed_email_needles`].)
+    /// escaped or not; for the messages that hold a phone, its last digit, however the number
+    /// is spaced. (For the messages that hold an email, see [`Self::failed_email_needles`].)
     pub fn failed_needles(&self) -> Vec<String> {
         let mut needles: Vec<String> = self
             .user_ids
@@ -234,6 +251,12 @@ impl Identifiers {
             .chain(&self.anonymous_ids)
             .flat_map(|id| json_forms(id))
             .collect();
+        // Every message holding a phone holds its last digit, however the number is spaced.
+        needles.extend(
+            self.phones
+                .iter()
+                .filter_map(|p| digits(p).pop().map(String::from)),
+        );
         needles.sort_unstable();
         needles.dedup();
         needles
@@ -259,6 +282,27 @@ impl Identifiers {
         needles.dedup();
         needles
     }
+}
+
+/// The ASCII digits of `s`, in order.
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Whether a `phone` field in `m`, at any depth, has the digits of one of `phones`.
+fn holds_phone(m: &serde_json::Map<String, Value>, phones: &[String]) -> bool {
+    fn walk(m: &serde_json::Map<String, Value>, phones: &[String]) -> bool {
+        m.iter().any(|(k, v)| match v {
+            Value::String(s) if k == "phone" => phones.contains(&digits(s)),
+            Value::Number(n) if k == "phone" => phones.contains(&digits(&n.to_string())),
+            Value::Object(inner) => walk(inner, phones),
+            Value::Array(items) => items
+                .iter()
+                .any(|v| matches!(v, Value::Object(o) if walk(o, phones))),
+            _ => false,
+        })
+    }
+    walk(m, phones)
 }
 
 /// Whether any string in `m`, at any depth, is one of `emails` once trimmed and lower-cased.
