@@ -327,6 +327,7 @@ async fn bench(phase: Duration, rss_events: u64, phases: &Phases) {
 /// A request of typical browser track/page events (a 50-event batch is about 20 KB), whose
 /// message IDs all contain a fixed-width counter slot so every request can be made unique by
 /// overwriting it. One event goes alone to its type's short endpoint, as analytics.js sends it.
+#[derive(Clone)]
 struct Template {
     body: Vec<u8>,
     slots: Vec<usize>,
@@ -430,12 +431,7 @@ async fn load(
     let url: hyper::Uri = format!("http://{addr}{}", template.path)
         .parse()
         .expect("uri");
-    let template = Arc::new(Template {
-        body: template.body.clone(),
-        slots: template.slots.clone(),
-        events: template.events,
-        path: template.path.clone(),
-    });
+    let template = Arc::new(template.clone());
     // A short warm-up so connections exist and caches are warm before measuring.
     let warm_until = Instant::now() + Duration::from_millis(500);
     let started = Instant::now() + Duration::from_millis(500);

@@ -104,11 +104,11 @@ async fn accept(
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     // A key in the header or the query string is checked before the body is read.
-    let header_key = match basic_write_key(headers)? {
+    let early_key = match basic_write_key(headers)? {
         Some(key) => Some(key),
         None => query_write_key(&parts.uri)?,
     };
-    if let Some(key) = &header_key {
+    if let Some(key) = &early_key {
         source_for(state, key, headers)?;
     }
     // Refused before the body is read and parsed, so overload does not cost that work too.
@@ -123,7 +123,7 @@ async fn accept(
         Some(_) => message::parse_single(text),
     }
     .map_err(|e| ApiError::bad_request(e.code, e.message))?;
-    let write_key = match (header_key, &envelope.write_key) {
+    let write_key = match (early_key, &envelope.write_key) {
         (Some(k), _) => k,
         (None, Some(k)) => {
             source_for(state, k, headers)?;

@@ -258,9 +258,7 @@ impl<'a> Cursor<'a> {
                 ids: Identifiers {
                     user_ids: self.strs()?,
                     anonymous_ids: self.strs()?,
-                    seqs: Vec::new(),
-                    emails: Vec::new(),
-                    phones: Vec::new(),
+                    ..Identifiers::default()
                 },
                 at: Position::default(),
             },

@@ -221,8 +221,9 @@ impl Identifiers {
                     phones.iter().any(|p| all.contains(p.as_str()))
                 });
         };
-        if (!emails.is_empty() && holds_email(&m, &emails))
-            || (!phones.is_empty() && holds_phone(&m, &phones))
+        if (!emails.is_empty() || !phones.is_empty())
+            && m.iter()
+                .any(|(k, v)| holds_contact(v, Some(k), &emails, &phones))
         {
             return true;
         }
@@ -289,36 +290,24 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Whether a `phone` field in `m`, at any depth, has the digits of one of `phones`.
-fn holds_phone(m: &serde_json::Map<String, Value>, phones: &[String]) -> bool {
-    fn walk(m: &serde_json::Map<String, Value>, phones: &[String]) -> bool {
-        m.iter().any(|(k, v)| match v {
-            Value::String(s) if k == "phone" => phones.contains(&digits(s)),
-            Value::Number(n) if k == "phone" => phones.contains(&digits(&n.to_string())),
-            Value::Object(inner) => walk(inner, phones),
-            Value::Array(items) => items
-                .iter()
-                .any(|v| matches!(v, Value::Object(o) if walk(o, phones))),
-            _ => false,
-        })
-    }
-    walk(m, phones)
-}
-
-/// Whether any string in `m`, at any depth, is one of `emails` once trimmed and lower-cased.
-fn holds_email(m: &serde_json::Map<String, Value>, emails: &[String]) -> bool {
-    fn walk(v: &Value, emails: &[String]) -> bool {
-        match v {
-            Value::String(s) => {
-                let s = s.trim();
-                s.contains('@') && emails.iter().any(|e| *e == s.to_lowercase())
-            }
-            Value::Array(items) => items.iter().any(|v| walk(v, emails)),
-            Value::Object(m) => m.values().any(|v| walk(v, emails)),
-            _ => false,
+/// Whether `v`, the value of field `key`, holds at any depth a string that is one of `emails`
+/// once trimmed and lower-cased, or a `phone` field (or a list under one) with the digits of
+/// one of `phones`.
+fn holds_contact(v: &Value, key: Option<&str>, emails: &[String], phones: &[String]) -> bool {
+    let phone = key == Some("phone");
+    match v {
+        Value::String(s) => {
+            let s = s.trim();
+            (s.contains('@') && emails.contains(&s.to_lowercase()))
+                || (phone && phones.contains(&digits(s)))
         }
+        Value::Number(n) => phone && phones.contains(&digits(&n.to_string())),
+        Value::Array(items) => items.iter().any(|v| holds_contact(v, key, emails, phones)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| holds_contact(v, Some(k), emails, phones)),
+        _ => false,
     }
-    m.values().any(|v| walk(v, emails))
 }
 
 /// How `s` can appear between the quotes of a JSON string: as most clients write it, and with
