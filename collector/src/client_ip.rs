@@ -88,7 +88,7 @@ impl TrustedProxies {
         self.0.extend(other.0);
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|c| c.contains(ip))
     }
 

@@ -2,6 +2,7 @@
 //! TOML file of sources (write keys and the browser origins each may send from).
 
 use crate::client_ip::TrustedProxies;
+use crate::settings::PublicUrl;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,11 @@ pub struct Config {
         value_name = "CIDR"
     )]
     pub trusted_proxies: Vec<String>,
+    /// The address browsers reach the collector at (`https://cdp.shop.example`, a path
+    /// allowed), named as the API host in the analytics.js settings served at
+    /// `/v1/projects/{writeKey}/settings`. Without it those settings name the request's `Host`.
+    #[arg(long, env = "SEAM_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub identity: crate::identity::IdentityFlags,
 }
@@ -68,6 +74,7 @@ impl Config {
             site_dir: None,
             truncate_ip: false,
             trusted_proxies: Vec::new(),
+            public_url: None,
             identity: Default::default(),
         }
     }
@@ -98,6 +105,8 @@ pub enum ConfigError {
     Store(String),
     #[error("--trusted-proxies: {0}")]
     TrustedProxies(String),
+    #[error("--public-url: {0}")]
+    PublicUrl(String),
     #[error("--identity-limit / --identity-blocked: {0}")]
     Identity(String),
 }
@@ -110,11 +119,13 @@ pub struct Source {
     pub allowed_origins: Vec<String>,
 }
 
-/// Write key → source, and the proxies whose `X-Forwarded-For` is believed (flags and file).
+/// Write key → source, the proxies whose `X-Forwarded-For` is believed (flags and file), and
+/// the collector's public address (`--public-url`).
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     by_key: HashMap<String, Source>,
     pub trusted_proxies: TrustedProxies,
+    pub public_url: Option<PublicUrl>,
 }
 
 #[derive(serde::Deserialize)]
@@ -154,6 +165,12 @@ impl Sources {
         }
         sources.trusted_proxies =
             TrustedProxies::parse(&config.trusted_proxies).map_err(ConfigError::TrustedProxies)?;
+        sources.public_url = config
+            .public_url
+            .as_deref()
+            .map(PublicUrl::parse)
+            .transpose()
+            .map_err(ConfigError::PublicUrl)?;
         if let Some(path) = &config.config {
             sources.add_file(path)?;
         }

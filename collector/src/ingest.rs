@@ -1,7 +1,8 @@
 //! The Segment HTTP tracking API: `POST /v1/batch` and `/v1/{track,identify,page,screen,group,
 //! alias}`, under the other names clients use too (analytics.js posts to `/v1/t`, `/v1/i`, …
 //! and `/v1/b`; older server libraries batch to `/v1/import`; RudderStack's browser SDK sends
-//! beacons to `/beacon/v1/batch?writeKey=…`).
+//! beacons to `/beacon/v1/batch?writeKey=…`), and the analytics.js settings of
+//! [`crate::settings`].
 //! Authenticates the write key, reads (and un-gzips) a bounded body, validates each message,
 //! applies consent and suppression, and answers `200 {"success":true}` only once the store has
 //! made the events durable. CORS for browsers is here too.
@@ -23,7 +24,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::json;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -38,7 +39,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/batch", post(batch))
         .route("/v1/b", post(batch))
         .route("/v1/import", post(batch))
-        .route("/beacon/v1/batch", post(batch));
+        .route("/beacon/v1/batch", post(batch))
+        .route(
+            "/v1/projects/{write_key}/settings",
+            get(crate::settings::settings),
+        );
     for ty in message::TYPES {
         // analytics.js names each endpoint by the type's first letter.
         for path in [format!("/v1/{ty}"), format!("/v1/{}", &ty[..1])] {
@@ -195,7 +200,7 @@ async fn accept(
 }
 
 /// Whether `key` is a known source and the browser origin (if any) may use it.
-fn source_for(state: &AppState, key: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn source_for(state: &AppState, key: &str, headers: &HeaderMap) -> Result<(), ApiError> {
     let source = state
         .sources
         .get(key)

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod message;
 pub mod metrics;
 pub mod os;
+pub mod settings;
 pub mod store;
 
 mod admin;

@@ -864,3 +864,152 @@ async fn without_trusted_proxies_a_forged_forwarded_for_is_ignored() {
     let stored = collector.events_of_user("u").await;
     assert_eq!(stored[0]["context"]["ip"], "198.51.100.7");
 }
+
+fn settings_request(key: &str, host: Option<&str>) -> axum::http::request::Builder {
+    let builder = Request::get(format!("/v1/projects/{key}/settings"));
+    match host {
+        Some(h) => builder.header("host", h),
+        None => builder,
+    }
+}
+
+#[tokio::test]
+async fn analytics_js_settings_point_it_at_the_collector_and_nowhere_else() {
+    let collector = Collector::start();
+    let answer = collector
+        .send(
+            settings_request(WRITE_KEY, Some("127.0.0.1:8080"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
+    let settings = answer.json();
+    let integrations = settings["integrations"].as_object().unwrap();
+    assert_eq!(
+        integrations.keys().collect::<Vec<_>>(),
+        ["Segment.io"],
+        "no destination besides the collector"
+    );
+    assert_eq!(
+        settings["integrations"]["Segment.io"],
+        json!({"apiKey": WRITE_KEY, "apiHost": "127.0.0.1:8080/v1", "protocol": "http"})
+    );
+    assert_eq!(settings["metrics"]["sampleRate"], 0);
+    assert_eq!(settings["remotePlugins"], json!([]));
+
+    // Behind a trusted proxy that says the visitor came over https; an untrusted peer saying
+    // so is not believed.
+    let via = |peer: &str| {
+        let mut request = settings_request(WRITE_KEY, Some("cdp.shop.example"))
+            .header("x-forwarded-proto", "https")
+            .body(Body::empty())
+            .unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    };
+    let proxied = Collector::with(|mut c| {
+        c.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c
+    });
+    let trusted = proxied.send(via("10.1.2.3:5000")).await.json();
+    assert_eq!(trusted["integrations"]["Segment.io"]["protocol"], "https");
+    assert_eq!(
+        trusted["integrations"]["Segment.io"]["apiHost"],
+        "cdp.shop.example/v1"
+    );
+    let forged = proxied.send(via("203.0.113.9:5000")).await.json();
+    assert_eq!(forged["integrations"]["Segment.io"]["protocol"], "http");
+}
+
+#[tokio::test]
+async fn with_a_public_url_the_settings_name_it_whatever_the_host_header_says() {
+    let collector = Collector::with(|mut c| {
+        c.public_url = Some("https://cdp.shop.example/seam/".into());
+        c
+    });
+    let answer = collector
+        .send(
+            settings_request(WRITE_KEY, Some("evil.example"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(
+        answer.json()["integrations"]["Segment.io"],
+        json!({"apiKey": WRITE_KEY, "apiHost": "cdp.shop.example/seam/v1", "protocol": "https"})
+    );
+}
+
+#[tokio::test]
+async fn settings_refuse_unknown_keys_foreign_origins_and_hosts_that_are_not_hosts() {
+    let collector = Collector::start();
+    let unknown = collector
+        .send(
+            settings_request("no-such-key", Some("localhost"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let message = unknown.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(message.contains("no-such-key"), "{message}");
+    for host in [None, Some("evil.example\"><script>")] {
+        let answer = collector
+            .send(
+                settings_request(WRITE_KEY, host)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let message = answer.assert_error(StatusCode::BAD_REQUEST, "invalid_host");
+        assert!(message.contains("--public-url"), "{message}");
+    }
+
+    let dir = seam_collector::store::conformance::TempDir::new("settings-origins");
+    let file = dir.0.join("seam.toml");
+    std::fs::write(
+        &file,
+        "[[sources]]\nwrite_key = \"shop-key\"\nallowed_origins = [\"https://shop.example\"]\n",
+    )
+    .unwrap();
+    let collector = Collector::with(|mut c| {
+        c.write_keys.clear();
+        c.config = Some(file.clone());
+        c
+    });
+    let from = |origin: &str| {
+        settings_request("shop-key", Some("cdp.shop.example"))
+            .header("origin", origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = collector.send(from("https://shop.example")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    collector
+        .send(from("https://elsewhere.example"))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "origin_not_allowed");
+}
+
+#[test]
+fn a_bad_public_url_stops_start_up_naming_the_setting() {
+    let mut config = seam_collector::Config::new("/nonexistent");
+    config.public_url = Some("cdp.shop.example".into());
+    let err = seam_collector::Sources::load(&config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("--public-url: `cdp.shop.example` does not start with http"),
+        "{err}"
+    );
+}

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A page that loads analytics.js with its source settings given (so it asks Segment's CDN for
-/// nothing) and `apiHost` pointed at the collector, then makes three calls and records in
+/// A page that loads analytics.js with `cdnURL` set to the collector, as a storefront moving off
+/// Segment would: analytics.js loads its source settings from the collector instead of Segment's
+/// CDN, and those name the collector as `apiHost` (nothing else does). It then makes three
+/// calls and records in
 /// `#done` each one analytics.js has handed to its Segment.io plugin (which retries later
 /// rather than fail the call, so only the collector's answer shows delivery).
 fn page(collector_host: &str) -> String {
@@ -22,8 +24,7 @@ fn page(collector_host: &str) -> String {
 <script src="analytics.js"></script>
 <script>
 const analytics = AnalyticsNext.AnalyticsBrowser.load(
-  {{writeKey: "{WRITE_KEY}", cdnSettings: {{integrations: {{"Segment.io": {{
-    apiKey: "{WRITE_KEY}", apiHost: "{collector_host}/v1", protocol: "http"}}}}}}}},
+  {{writeKey: "{WRITE_KEY}", cdnURL: "http://{collector_host}"}},
   {{initialPageview: false}});
 const done = (what) => () => {{ document.getElementById("done").textContent += what + " "; }};
 analytics.page("Home").then(done("page"));
