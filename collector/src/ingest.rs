@@ -1,8 +1,8 @@
 //! The Segment HTTP tracking API: `POST /v1/batch` and `/v1/{track,identify,page,screen,group,
 //! alias}`, under the other names clients use too (analytics.js posts to `/v1/t`, `/v1/i`, …
 //! and `/v1/b`; older server libraries batch to `/v1/import`; RudderStack's browser SDK sends
-//! beacons to `/beacon/v1/batch?writeKey=…`), and the analytics.js settings of
-//! [`crate::settings`].
+//! beacons to `/beacon/v1/batch?writeKey=…`), and the source settings analytics.js and
+//! RudderStack's SDK load first ([`crate::settings`]).
 //! Authenticates the write key, reads (and un-gzips) a bounded body, validates each message,
 //! applies consent and suppression, and answers `200 {"success":true}` only once the store has
 //! made the events durable. CORS for browsers is here too.
@@ -43,7 +43,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(
             "/v1/projects/{write_key}/settings",
             get(crate::settings::settings),
-        );
+        )
+        .route("/sourceConfig", get(crate::settings::source_config))
+        .route("/sourceConfig/", get(crate::settings::source_config));
     for ty in message::TYPES {
         // analytics.js names each endpoint by the type's first letter.
         for path in [format!("/v1/{ty}"), format!("/v1/{}", &ty[..1])] {
@@ -58,7 +60,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// The write key of a `writeKey` query parameter, as `navigator.sendBeacon` callers send it
 /// (they cannot set a header); a query that does not parse is a 400 naming it.
-fn query_write_key(uri: &axum::http::Uri) -> Result<Option<String>, ApiError> {
+pub(crate) fn query_write_key(uri: &axum::http::Uri) -> Result<Option<String>, ApiError> {
     #[derive(serde::Deserialize)]
     struct KeyQuery {
         #[serde(rename = "writeKey")]

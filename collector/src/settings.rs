@@ -1,14 +1,21 @@
-//! The source settings analytics.js loads before it sends anything, as Segment's CDN serves
-//! them: `GET /v1/projects/{writeKey}/settings`. analytics.js asks for
+//! The source settings browser libraries load before they send anything.
+//!
+//! analytics.js reads them from Segment's CDN: `GET /v1/projects/{writeKey}/settings`. It asks for
 //! `{cdnURL}/v1/projects/{writeKey}/settings`, so a page that loads it with `cdnURL` set to the
 //! collector needs no other setting. The answer names the collector as the Segment.io
 //! destination's `apiHost`, lists no other destination (so analytics.js fetches no destination
 //! code from anywhere), and sets the sample rate of analytics.js's own performance metrics to 0
 //! (by default it sends them to Segment).
+//!
+//! RudderStack's JavaScript SDK reads `GET {configUrl}/sourceConfig/?writeKey=…` (the key also
+//! as Basic auth) and sends to its `dataPlaneUrl`, so both can be the collector. The answer
+//! lists no device-mode destination and turns off the SDK's error and metrics reports (sent to
+//! RudderStack otherwise).
 
 use crate::AppState;
+use crate::auth::basic_write_key;
 use crate::error::ApiError;
-use crate::ingest::source_for;
+use crate::ingest::{query_write_key, source_for};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, HOST};
@@ -142,6 +149,52 @@ pub(crate) async fn settings(
     response.headers_mut().insert(
         CACHE_CONTROL,
         HeaderValue::from_str(&format!("{cache}, max-age={MAX_AGE_SECS}"))
+            .expect("a valid header value"),
+    );
+    Ok(response)
+}
+
+/// `GET /sourceConfig/?writeKey=…`, RudderStack's source configuration: the key from the
+/// query or HTTP Basic auth (either is enough), then 401 and 403 as for ingestion.
+pub(crate) async fn source_config(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers();
+    let write_key = match query_write_key(request.uri())? {
+        Some(key) => key,
+        None => basic_write_key(headers)?.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing write key: send it as the writeKey query parameter or as HTTP Basic auth user name".into(),
+            )
+        })?,
+    };
+    source_for(&state, &write_key, headers)?;
+    let name = state
+        .sources
+        .get(&write_key)
+        .map_or(write_key.as_str(), |s| s.name.as_str());
+    let body = json!({
+        "isHosted": false,
+        "source": {
+            "id": name,
+            "name": name,
+            "writeKey": write_key,
+            "workspaceId": "seam",
+            "enabled": true,
+            "config": {
+                "statsCollection": {
+                    "errors": {"enabled": false},
+                    "metrics": {"enabled": false},
+                }
+            },
+            "destinations": [],
+        }
+    });
+    let mut response = axum::Json(body).into_response();
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_str(&format!("private, max-age={MAX_AGE_SECS}"))
             .expect("a valid header value"),
     );
     Ok(response)

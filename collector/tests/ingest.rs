@@ -1013,3 +1013,41 @@ fn a_bad_public_url_stops_start_up_naming_the_setting() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn rudderstack_source_config_takes_the_key_from_the_query_or_basic_auth() {
+    let collector = Collector::start();
+    let get = |uri: String, auth: Option<String>| {
+        let mut builder = Request::get(uri);
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(Body::empty()).unwrap()
+    };
+    for request in [
+        get(
+            format!("/sourceConfig/?p=npm&v=3.34.1&writeKey={WRITE_KEY}"),
+            None,
+        ),
+        get("/sourceConfig".into(), Some(basic(WRITE_KEY))),
+    ] {
+        let answer = collector.send(request).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let config = answer.json();
+        assert_eq!(config["source"]["writeKey"], WRITE_KEY);
+        assert_eq!(config["source"]["enabled"], true);
+        assert_eq!(config["source"]["destinations"], json!([]));
+        assert_eq!(
+            config["source"]["config"]["statsCollection"],
+            json!({"errors": {"enabled": false}, "metrics": {"enabled": false}}),
+            "the SDK reports nothing to RudderStack"
+        );
+    }
+    let missing = collector.send(get("/sourceConfig/".into(), None)).await;
+    let message = missing.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(message.contains("missing write key"), "{message}");
+    collector
+        .send(get("/sourceConfig/?writeKey=nope".into(), None))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}

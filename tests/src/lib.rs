@@ -193,6 +193,21 @@ pub fn analytics_js_dir() -> PathBuf {
     dir
 }
 
+/// The bundled ES module build of RudderStack's JavaScript SDK (`@rudderstack/analytics-js`,
+/// pinned in `xtask/tools/package.json` and installed there by `cargo xtask`): one file that
+/// exports `RudderAnalytics`, its plugins inside rather than fetched from RudderStack's CDN.
+pub fn rudderstack_js_file() -> PathBuf {
+    let file = workspace_root().join(
+        "xtask/tools/node_modules/@rudderstack/analytics-js/dist/npm/modern/bundled/esm/index.mjs",
+    );
+    assert!(
+        file.exists(),
+        "no RudderStack SDK at {}; `cargo xtask test` installs it",
+        file.display()
+    );
+    file
+}
+
 /// A directory removed on drop.
 pub struct TempDir {
     pub path: PathBuf,

@@ -75,7 +75,7 @@ pub fn npm_bin(name: &str) -> PathBuf {
 }
 
 /// Installs the npm packages pinned in `xtask/tools/` (wasm-opt from `binaryen`, terser, and
-/// Segment's analytics.js for the compatibility test) into its git-ignored `node_modules/`,
+/// Segment's analytics.js and RudderStack's SDK for the compatibility tests) into its git-ignored `node_modules/`,
 /// unless the lock file is already satisfied.
 pub fn npm_tools() -> Result<(), String> {
     let dir = npm_tools_dir();
