@@ -3,8 +3,9 @@
 //! `dataPlaneUrl` set to the real collector on another origin, as a storefront moving off
 //! RudderStack would set them. The SDK first loads its source configuration from the collector
 //! (`/sourceConfig/`, the write key as Basic auth after a CORS preflight), then posts each call
-//! with the key as Basic auth. The collector must store every call once and resolve the
-//! visitor's profile from it.
+//! with the key as Basic auth, or with `useBeacon` sends batches by `navigator.sendBeacon` to
+//! `/beacon/v1/batch?writeKey=…` as `text/plain`. The collector must store every call once and
+//! resolve the visitor's profile from it.
 
 use seam_e2e::capture::Capture;
 use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, rudderstack_js_file};
@@ -15,8 +16,8 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A page that imports the SDK as a module, loads it against the collector, makes three calls
 /// and records in `#done` each one the SDK has taken (queued, not yet delivered: only the
 /// collector's store shows delivery). `#ready` is set once the source configuration loaded,
-/// which the SDK needs before it sends anything.
-fn page(collector: &str) -> String {
+/// which the SDK needs before it sends anything. `options` are more load options.
+fn page(collector: &str, options: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RudderStack SDK</title></head>
@@ -26,7 +27,7 @@ import {{ RudderAnalytics }} from "./rudderstack.js";
 const rudder = new RudderAnalytics();
 rudder.load("{WRITE_KEY}", "{collector}", {{
   configUrl: "{collector}",
-  polyfillIfRequired: false,
+  polyfillIfRequired: false,{options}
   onLoaded: () => {{ document.getElementById("ready").textContent = "ready"; }},
 }});
 const done = (what) => () => {{ document.getElementById("done").textContent += what + " "; }};
@@ -40,13 +41,27 @@ rudder.track("Product Viewed", {{sku: "kc-mug", price: 18}}, done("track"));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rudderstacks_sdk_pointed_at_the_collector_stores_every_call_once() {
+    every_call_stored_once("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rudderstacks_sdk_sending_beacons_stores_every_call_once() {
+    // The beacon queue sends a batch when it holds `maxItems` calls (or at the interval, or
+    // when the page is hidden).
+    every_call_stored_once(
+        "\n  useBeacon: true, beaconQueueOptions: {maxItems: 3, flushQueueInterval: 1000},",
+    )
+    .await;
+}
+
+async fn every_call_stored_once(options: &str) {
     let collector = DemoCollector::start().await;
     let site = TempDir::new("rudderstack-js-page");
     std::fs::copy(rudderstack_js_file(), site.path.join("rudderstack.js"))
         .expect("copy the RudderStack SDK");
     std::fs::write(
         site.path.join("index.html"),
-        page(&format!("http://{}", collector.addr)),
+        page(&format!("http://{}", collector.addr), options),
     )
     .expect("write page");
     // Served from another origin than the collector's, as a storefront would be.
