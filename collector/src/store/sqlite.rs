@@ -515,22 +515,51 @@ impl Drop for SqliteStore {
     }
 }
 
+/// How often the checkpointer starts writeback of the SQLite files (see [`start_checkpointer`]).
+const WRITEBACK_EVERY: Duration = Duration::from_millis(2);
+/// Writeback ticks per passive checkpoint: one every 50 ms.
+const TICKS_PER_CHECKPOINT: u32 = 25;
+
 /// A thread that runs passive checkpoints (they never block the indexer) twenty times a second,
 /// so copying WAL pages into the database is not the indexer's work. Small, frequent
 /// checkpoints keep each database sync short, and it is those syncs that delay the log's
 /// `fdatasync` (`cargo xtask bench ingest`, 4 connections: p99 32 ms every 250 ms, 26 ms every
-/// 50 ms; 64 connections: 109k events/s and p99 92 ms, against 122k and 60 ms). Stops when the
-/// sender is dropped.
+/// 50 ms; 64 connections: 109k events/s and p99 92 ms, against 122k and 60 ms).
+///
+/// Between checkpoints it starts writeback of the WAL and the database every 2 ms, so that what
+/// SQLite will sync goes to the disk a little at a time: a log `fdatasync` that comes while
+/// SQLite syncs a large write waits for all of it. Three alternating runs each at 4
+/// connections: p99 7.9, 7.9, 8.9 ms against 9.0, 9.0, 9.2 ms without, and 58, 43, 68 group
+/// commits over 5 ms in 8 s against 93, 95, 95 (at 64 connections no difference beyond the
+/// noise). Stops when the sender is dropped.
 fn start_checkpointer(
     path: &Path,
 ) -> Result<(mpsc::Sender<()>, std::thread::JoinHandle<()>), StoreError> {
     let conn = Connection::open(path).map_err(engine)?;
     let (stop, stopped) = mpsc::channel::<()>();
+    let paths = [
+        path.with_file_name(format!("{DB_FILE}-wal")),
+        path.to_owned(),
+    ];
     let handle = spawn("seam-checkpoint", move || {
         crate::os::lower_thread_priority();
-        while let Err(mpsc::RecvTimeoutError::Timeout) =
-            stopped.recv_timeout(Duration::from_millis(50))
-        {
+        // Opened once both exist (the WAL appears with the first write).
+        let mut files: Vec<std::fs::File> = Vec::new();
+        let mut tick = 0u32;
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(WRITEBACK_EVERY) {
+            if files.len() < paths.len() {
+                files = paths
+                    .iter()
+                    .filter_map(|p| std::fs::File::open(p).ok())
+                    .collect();
+            }
+            for file in &files {
+                crate::os::start_writeback(file);
+            }
+            tick += 1;
+            if !tick.is_multiple_of(TICKS_PER_CHECKPOINT) {
+                continue;
+            }
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::warn!(error = %e, "Background checkpoint failed; the indexer's own checkpoint covers it.");
             }
