@@ -327,9 +327,14 @@ async fn profiles_survive_a_restart_and_keep_stitching_afterwards() {
 async fn erased_phone_or_crm_id_coming_back_alone_is_neither_stored_nor_resolved() {
     let c = Collector::start();
     c.send(&fixture("erasable_with_phone_and_crm_id")).await;
-    // Refused for naming nobody but the phone, spaced another way.
-    c.send_refused(&[json!({"type": "identify", "traits": {"phone": "1-555-010-0199"}})])
-        .await;
+    // Refused for naming nobody but the phone, spaced another way, or the CRM ID (its type in
+    // capitals, as an external ID).
+    c.send_refused(&[
+        json!({"type": "identify", "traits": {"phone": "1-555-010-0199"}}),
+        json!({"type": "identify", "context": {"externalIds": [
+            {"id": "CRM-77", "type": "CRM_ID", "collection": "users", "encoding": "none"}]}}),
+    ])
+    .await;
     assert_eq!(
         identities(&c.profile("phone:+15550100199").await),
         [
@@ -348,7 +353,7 @@ async fn erased_phone_or_crm_id_coming_back_alone_is_neither_stored_nor_resolved
     assert_eq!(
         failed["failed"],
         json!([]),
-        "the message refused for naming only her phone goes too"
+        "the messages refused for naming only her phone or her CRM ID go too"
     );
 
     // Each comes back under a new anonymous ID, carrying only the erased phone (formatted

@@ -613,12 +613,12 @@ impl Identity {
             ..Default::default()
         };
         for i in &erased.identifiers {
-            match i.kind {
+            match &i.kind {
                 IdType::UserId => targets.user_ids.push(i.value.clone()),
                 IdType::AnonymousId => targets.anonymous_ids.push(i.value.clone()),
                 IdType::Email => targets.emails.push(i.value.clone()),
                 IdType::Phone => targets.phones.push(i.value.clone()),
-                _ => {}
+                IdType::Custom(ty) => targets.externals.push((ty.clone(), i.value.clone())),
             }
         }
         let in_store = if targets.is_empty() {

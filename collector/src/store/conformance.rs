@@ -24,6 +24,7 @@ pub async fn run(open: impl Fn(&Path) -> Box<dyn Store>) {
     failed_messages_are_kept_and_listed_newest_first(open).await;
     erasure_deletes_the_refused_messages_of_the_identifiers(open).await;
     erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_phone(open).await;
+    erasure_deletes_the_refused_messages_that_carry_the_persons_external_id(open).await;
     a_malformed_cursor_is_an_error(open).await;
 }
 
@@ -592,6 +593,43 @@ async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_pho
     let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
     left.sort_unstable();
     let mut kept = raws[4..].to_vec();
+    kept.sort_unstable();
+    assert_eq!(left, kept);
+}
+
+async fn erasure_deletes_the_refused_messages_that_carry_the_persons_external_id(open: Open<'_>) {
+    let dir = TempDir::new("conformance");
+    let store = open(&dir.0);
+    let raws = [
+        // Her CRM ID, its type in another case and the ID with spaces, as identity reads them.
+        r#"{"type":"identify","context":{"externalIds":[{"id":" crm-42 ","type":"CRM_ID","collection":"users"}]}}"#,
+        // A numeric loyalty ID.
+        r#"{"type":"identify","context":{"externalIds":[{"id":4242,"type":"loyalty"}]}}"#,
+        // Cut short (not JSON) but holding her CRM ID as a string.
+        r#"{"type":"track","context":{"externalIds":[{"id":"crm-42","ty"#,
+        // The same ID under another type, or outside `externalIds`, is not hers.
+        r#"{"type":"identify","context":{"externalIds":[{"id":"crm-42","type":"shopify_id"}]}}"#,
+        r#"{"type":"identify","traits":{"note":"crm-42"}}"#,
+    ];
+    store
+        .append(Write {
+            events: Vec::new(),
+            failed: raws.iter().map(|r| failed_message(r)).collect(),
+        })
+        .await
+        .expect("append");
+    let ids = Identifiers {
+        externals: vec![
+            ("crm_id".into(), "crm-42".into()),
+            ("loyalty".into(), "4242".into()),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 0);
+    let left = store.failed(PageRequest::default()).await.expect("list");
+    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
+    left.sort_unstable();
+    let mut kept = raws[3..].to_vec();
     kept.sort_unstable();
     assert_eq!(left, kept);
 }

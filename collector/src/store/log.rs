@@ -88,6 +88,9 @@ const DELETE_WITH_SEQS: u8 = 4;
 /// Written only when there are some, so that a log without such an erasure stays readable by
 /// the versions before it.
 const DELETE_WITH_CONTACTS: u8 = 5;
+/// An erasure that also names the person's external IDs (after the emails and phones); written
+/// only when there are some, for the same reason.
+const DELETE_WITH_EXTERNALS: u8 = 6;
 const NONE: u32 = u32::MAX;
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
@@ -149,8 +152,11 @@ fn encode_failed(buf: &mut Vec<u8>, f: &FailedEvent) {
 }
 
 fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
-    let contacts = !ids.emails.is_empty() || !ids.phones.is_empty();
-    buf.push(if contacts {
+    let externals = !ids.externals.is_empty();
+    let contacts = externals || !ids.emails.is_empty() || !ids.phones.is_empty();
+    buf.push(if externals {
+        DELETE_WITH_EXTERNALS
+    } else if contacts {
         DELETE_WITH_CONTACTS
     } else {
         DELETE_WITH_SEQS
@@ -164,6 +170,13 @@ fn encode_delete(buf: &mut Vec<u8>, ids: &Identifiers) {
     if contacts {
         put_strs(buf, &ids.emails);
         put_strs(buf, &ids.phones);
+    }
+    if externals {
+        put_u32(buf, ids.externals.len() as u32);
+        for (ty, id) in &ids.externals {
+            put_str(buf, ty);
+            put_str(buf, id);
+        }
     }
 }
 
@@ -214,6 +227,16 @@ impl<'a> Cursor<'a> {
         }
         (0..n).map(|_| self.string()).collect()
     }
+    fn pairs(&mut self) -> Option<Vec<(String, String)>> {
+        let n = self.u32()? as usize;
+        // Each pair costs at least its two 4-byte lengths, which bounds `n` by the payload.
+        if n > self.0.len() / 8 {
+            return None;
+        }
+        (0..n)
+            .map(|_| Some((self.string()?, self.string()?)))
+            .collect()
+    }
     fn seqs(&mut self) -> Option<Vec<u64>> {
         let n = self.u32()? as usize;
         // Each seq takes 8 bytes, which bounds `n` by the payload.
@@ -262,16 +285,19 @@ impl<'a> Cursor<'a> {
                 },
                 at: Position::default(),
             },
-            tag @ (DELETE_WITH_SEQS | DELETE_WITH_CONTACTS) => {
+            tag @ (DELETE_WITH_SEQS | DELETE_WITH_CONTACTS | DELETE_WITH_EXTERNALS) => {
                 let mut ids = Identifiers {
                     user_ids: self.strs()?,
                     anonymous_ids: self.strs()?,
                     seqs: self.seqs()?,
                     ..Identifiers::default()
                 };
-                if tag == DELETE_WITH_CONTACTS {
+                if tag != DELETE_WITH_SEQS {
                     ids.emails = self.strs()?;
                     ids.phones = self.strs()?;
+                }
+                if tag == DELETE_WITH_EXTERNALS {
+                    ids.externals = self.pairs()?;
                 }
                 Record::Delete {
                     ids,
@@ -751,6 +777,7 @@ mod tests {
             seqs: vec![3, 1 << 40],
             emails: vec!["u@example.com".into()],
             phones: vec!["+15550100".into()],
+            externals: vec![],
         }
     }
 
@@ -930,6 +957,27 @@ mod tests {
             frame.finish()[at.offset as usize]
         };
         assert_eq!(with_emails, DELETE_WITH_CONTACTS);
+        let mut cursor = Cursor(&bytes[at.offset as usize..]);
+        assert_eq!(
+            cursor.record(),
+            Some(Record::Delete {
+                ids,
+                at: Position::default()
+            })
+        );
+    }
+
+    #[test]
+    fn an_erasure_with_external_ids_reads_back_whole() {
+        let mut ids = delete();
+        ids.externals = vec![
+            ("crm_id".into(), "CRM-77".into()),
+            ("loyalty".into(), String::new()),
+        ];
+        let mut frame = FrameBuilder::new(1);
+        let at = frame.push_delete(&ids);
+        let bytes = frame.finish();
+        assert_eq!(bytes[at.offset as usize], DELETE_WITH_EXTERNALS);
         let mut cursor = Cursor(&bytes[at.offset as usize..]);
         assert_eq!(
             cursor.record(),

@@ -167,6 +167,10 @@ pub struct Identifiers {
     /// The person's phone numbers as identity resolution keeps them (digits, with `+` first
     /// when the number was written with one); used like [`Self::emails`].
     pub phones: Vec<String>,
+    /// The person's external IDs, `(type, id)`, as identity resolution keeps them (the type
+    /// lower-cased, the ID trimmed); used like [`Self::emails`], for refused messages that
+    /// carry one in `context.externalIds`.
+    pub externals: Vec<(String, String)>,
 }
 
 impl Identifiers {
@@ -176,6 +180,7 @@ impl Identifiers {
             && self.seqs.is_empty()
             && self.emails.is_empty()
             && self.phones.is_empty()
+            && self.externals.is_empty()
     }
 
     /// Whether a refused message (its raw text, as `GET /v1/failed` lists it) belongs to these
@@ -186,7 +191,9 @@ impl Identifiers {
     /// their [`Self::phones`] under a `phone` key, however its digits are spaced. Text that is
     /// not a JSON object (a message cut at the size limit) belongs to them when it holds one of
     /// their IDs as a JSON string, one of their emails anywhere, or the digits of one of their
-    /// phones among its digits: an erasure then removes too much rather than too little.
+    /// phones among its digits: an erasure then removes too much rather than too little. A
+    /// message with one of their [`Self::externals`] among its `context.externalIds` is theirs
+    /// (cut short: one holding the ID as a JSON string).
     pub fn own_failed(&self, raw: &str) -> bool {
         let emails: Vec<String> = self
             .emails
@@ -210,6 +217,7 @@ impl Identifiers {
                 .user_ids
                 .iter()
                 .chain(&self.anonymous_ids)
+                .chain(self.externals.iter().map(|(_, id)| id))
                 .any(|id| quoted(raw, id))
                 || emails.iter().any(|e| {
                     json_forms(e)
@@ -227,6 +235,9 @@ impl Identifiers {
         {
             return true;
         }
+        if !self.externals.is_empty() && self.holds_external(&m) {
+            return true;
+        }
         let field = |k: &str| match m.get(k) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -241,15 +252,38 @@ impl Identifiers {
         }
     }
 
+    /// Whether `m`'s `context.externalIds` has one of [`Self::externals`], compared as identity
+    /// resolution reads them: the type in any case, the ID trimmed (a number as written).
+    fn holds_external(&self, m: &serde_json::Map<String, Value>) -> bool {
+        let Some(Value::Array(entries)) = m.get("context").and_then(|c| c.get("externalIds"))
+        else {
+            return false;
+        };
+        entries.iter().any(|e| {
+            let Some(Value::String(ty)) = e.get("type") else {
+                return false;
+            };
+            let id = match e.get("id") {
+                Some(Value::String(s)) => s.trim().to_owned(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return false,
+            };
+            let ty = ty.to_lowercase();
+            self.externals.iter().any(|(t, v)| *t == ty && *v == id)
+        })
+    }
+
     /// Text every refused message of [`Self::own_failed`] that names these IDs contains one
     /// of, for an engine to narrow its search: each ID as JSON writes it inside a string,
-    /// escaped or not; for the messages that hold a phone, its last digit, however the number
-    /// is spaced. (For the messages that hold an email, see [`Self::failed_email_needles`].)
+    /// escaped or not (external IDs too); for the messages that hold a phone, its last digit,
+    /// however the number is spaced. (For the messages that hold an email, see
+    /// [`Self::failed_email_needles`].)
     pub fn failed_needles(&self) -> Vec<String> {
         let mut needles: Vec<String> = self
             .user_ids
             .iter()
             .chain(&self.anonymous_ids)
+            .chain(self.externals.iter().map(|(_, id)| id))
             .flat_map(|id| json_forms(id))
             .collect();
         // Every message holding a phone holds its last digit, however the number is spaced.
