@@ -145,13 +145,7 @@ pub(crate) async fn settings(
         "legacyVideoPluginsEnabled": false,
         "remotePlugins": [],
     });
-    let mut response = axum::Json(body).into_response();
-    response.headers_mut().insert(
-        CACHE_CONTROL,
-        HeaderValue::from_str(&format!("{cache}, max-age={MAX_AGE_SECS}"))
-            .expect("a valid header value"),
-    );
-    Ok(response)
+    Ok(cached_json(body, cache))
 }
 
 /// `GET /sourceConfig/?writeKey=…`, RudderStack's source configuration: the key from the
@@ -191,13 +185,18 @@ pub(crate) async fn source_config(
             "destinations": [],
         }
     });
+    Ok(cached_json(body, "private"))
+}
+
+/// `body` as JSON that caches may keep for [`MAX_AGE_SECS`]; `scope` is `public` or `private`.
+fn cached_json(body: serde_json::Value, scope: &str) -> Response {
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert(
         CACHE_CONTROL,
-        HeaderValue::from_str(&format!("private, max-age={MAX_AGE_SECS}"))
+        HeaderValue::from_str(&format!("{scope}, max-age={MAX_AGE_SECS}"))
             .expect("a valid header value"),
     );
-    Ok(response)
+    response
 }
 
 #[cfg(test)]

@@ -609,18 +609,7 @@ async fn device_clock_skew_is_corrected_from_sent_at() {
 
 #[tokio::test]
 async fn cors_preflight_and_origins_follow_each_sources_configuration() {
-    let dir = seam_collector::store::conformance::TempDir::new("cors-config");
-    let file = dir.0.join("seam.toml");
-    std::fs::write(
-        &file,
-        "[[sources]]\nwrite_key = \"shop-key\"\nallowed_origins = [\"https://shop.example\"]\n",
-    )
-    .unwrap();
-    let collector = Collector::with(|mut c| {
-        c.write_keys.clear();
-        c.config = Some(file.clone());
-        c
-    });
+    let collector = Collector::with_shop_source();
     let preflight = |origin: &str| {
         Request::options("/v1/batch")
             .header("origin", origin)
@@ -971,18 +960,7 @@ async fn settings_refuse_unknown_keys_foreign_origins_and_hosts_that_are_not_hos
         assert!(message.contains("--public-url"), "{message}");
     }
 
-    let dir = seam_collector::store::conformance::TempDir::new("settings-origins");
-    let file = dir.0.join("seam.toml");
-    std::fs::write(
-        &file,
-        "[[sources]]\nwrite_key = \"shop-key\"\nallowed_origins = [\"https://shop.example\"]\n",
-    )
-    .unwrap();
-    let collector = Collector::with(|mut c| {
-        c.write_keys.clear();
-        c.config = Some(file.clone());
-        c
-    });
+    let collector = Collector::with_shop_source();
     let from = |origin: &str| {
         settings_request("shop-key", Some("cdp.shop.example"))
             .header("origin", origin)

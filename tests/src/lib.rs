@@ -69,6 +69,19 @@ impl Drop for TestServer {
     }
 }
 
+/// Serves `site` (its `index.html` and scripts) from a [`capture::Capture`], on another origin
+/// than the collector's as a storefront would be, and opens that page in a new [`Browser`].
+pub async fn open_site_page(site: &Path) -> (capture::Capture, Browser) {
+    let pages = capture::Capture::start(site.to_owned()).await;
+    let browser = Browser::launch().await;
+    browser
+        .client
+        .goto(&format!("{}/sdk/index.html", pages.origin()))
+        .await
+        .expect("open page");
+    (pages, browser)
+}
+
 /// A ChromeDriver process and one headless Chromium session; each `Browser` is a separate
 /// profile, so two of them behave as two devices.
 pub struct Browser {
@@ -330,6 +343,30 @@ impl DemoCollector {
             None,
         )
         .await
+    }
+
+    /// Waits until the profile of `id` (`type:value`, URL-encoded) holds `anonymous_id`, and
+    /// gives its identities as `type:"value"`.
+    pub async fn wait_for_profile_with(
+        &self,
+        id: &str,
+        anonymous_id: &str,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let profile = self
+            .wait_for_admin(&format!("/v1/profiles/{id}"), timeout, |p| {
+                p["identities"].as_array().is_some_and(|ids| {
+                    ids.iter()
+                        .any(|i| i["type"] == "anonymous_id" && i["value"] == anonymous_id)
+                })
+            })
+            .await;
+        profile["identities"]
+            .as_array()
+            .expect("identities")
+            .iter()
+            .map(|i| format!("{}:{}", i["type"].as_str().unwrap_or(""), i["value"]))
+            .collect()
     }
 
     /// Polls an admin route until `accept` holds for its JSON body, or panics after `timeout`

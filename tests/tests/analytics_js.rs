@@ -4,8 +4,7 @@
 //! type (`/v1/p`, `/v1/i`, `/v1/t`), a `text/plain` body with the write key inside. The
 //! collector must store every call once, and resolve the visitor's profile from it.
 
-use seam_e2e::capture::Capture;
-use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, analytics_js_dir};
+use seam_e2e::{DemoCollector, TempDir, WRITE_KEY, analytics_js_dir, open_site_page};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -49,14 +48,7 @@ async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once()
         page(&collector.addr.to_string()),
     )
     .expect("write page");
-    // Served from another origin than the collector's, as a storefront would be.
-    let pages = Capture::start(site.path.clone()).await;
-    let browser = Browser::launch().await;
-    browser
-        .client
-        .goto(&format!("{}/sdk/index.html", pages.origin()))
-        .await
-        .expect("open page");
+    let (_pages, browser) = open_site_page(&site.path).await;
     browser
         .wait_for_js(
             "['page', 'identify', 'track'].every(w => \
@@ -96,20 +88,9 @@ async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once()
     );
 
     // Identity resolution stitched the browser to the person by the email analytics.js sent.
-    let profile = collector
-        .wait_for_admin("/v1/profiles/email:ajs.visitor%40example.com", WAIT, |p| {
-            p["identities"].as_array().is_some_and(|ids| {
-                ids.iter()
-                    .any(|i| i["type"] == "anonymous_id" && i["value"] == anonymous_id)
-            })
-        })
+    let ids = collector
+        .wait_for_profile_with("email:ajs.visitor%40example.com", anonymous_id, WAIT)
         .await;
-    let ids: Vec<String> = profile["identities"]
-        .as_array()
-        .expect("identities")
-        .iter()
-        .map(|i| format!("{}:{}", i["type"].as_str().unwrap_or(""), i["value"]))
-        .collect();
     assert!(ids.contains(&"user_id:\"ajs-user\"".to_owned()), "{ids:?}");
     browser.close().await;
 }

@@ -7,8 +7,7 @@
 //! `/beacon/v1/batch?writeKey=…` as `text/plain`. The collector must store every call once and
 //! resolve the visitor's profile from it.
 
-use seam_e2e::capture::Capture;
-use seam_e2e::{Browser, DemoCollector, TempDir, WRITE_KEY, rudderstack_js_file};
+use seam_e2e::{DemoCollector, TempDir, WRITE_KEY, open_site_page, rudderstack_js_file};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -64,14 +63,7 @@ async fn every_call_stored_once(options: &str) {
         page(&format!("http://{}", collector.addr), options),
     )
     .expect("write page");
-    // Served from another origin than the collector's, as a storefront would be.
-    let pages = Capture::start(site.path.clone()).await;
-    let browser = Browser::launch().await;
-    browser
-        .client
-        .goto(&format!("{}/sdk/index.html", pages.origin()))
-        .await
-        .expect("open page");
+    let (_pages, browser) = open_site_page(&site.path).await;
     browser
         .wait_for_js(
             "document.getElementById('ready').textContent === 'ready' && \
@@ -119,20 +111,9 @@ async fn every_call_stored_once(options: &str) {
     assert_eq!(pages_stored, 1, "the page call once: {anonymous}");
 
     // Identity resolution stitched the browser to the person by the email the SDK sent.
-    let profile = collector
-        .wait_for_admin("/v1/profiles/email:rs.visitor%40example.com", WAIT, |p| {
-            p["identities"].as_array().is_some_and(|ids| {
-                ids.iter()
-                    .any(|i| i["type"] == "anonymous_id" && i["value"] == anonymous_id)
-            })
-        })
+    let ids = collector
+        .wait_for_profile_with("email:rs.visitor%40example.com", anonymous_id, WAIT)
         .await;
-    let ids: Vec<String> = profile["identities"]
-        .as_array()
-        .expect("identities")
-        .iter()
-        .map(|i| format!("{}:{}", i["type"].as_str().unwrap_or(""), i["value"]))
-        .collect();
     assert!(ids.contains(&"user_id:\"rs-user\"".to_owned()), "{ids:?}");
     browser.close().await;
 }

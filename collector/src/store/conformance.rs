@@ -538,19 +538,33 @@ async fn erasure_deletes_the_refused_messages_of_the_identifiers(open: Open<'_>)
         // Cut at the size limit: not JSON, but it names u1.
         r#"{"type":"track","userId":"u1","properties":{"note":"#,
     ];
+    let events = vec![event("k", "m1", Some("u1"), Some("a1"))];
+    let ids = user_and_anonymous_id("u1", "a1");
+    let (deleted, left) = erase_among_refused(&*store, events, &raws, &ids).await;
+    assert_eq!(deleted, 1);
+    assert_eq!(left, [raws[2], raws[3]]);
+}
+
+/// Stores `events` and `raws` as refused messages, erases `ids`, and gives how many events
+/// that deleted and the refused messages left, sorted.
+async fn erase_among_refused(
+    store: &dyn Store,
+    events: Vec<NewEvent>,
+    raws: &[&str],
+    ids: &Identifiers,
+) -> (u64, Vec<String>) {
     store
         .append(Write {
-            events: vec![event("k", "m1", Some("u1"), Some("a1"))],
+            events,
             failed: raws.iter().map(|r| failed_message(r)).collect(),
         })
         .await
         .expect("append");
-    let ids = user_and_anonymous_id("u1", "a1");
-    assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 1);
+    let deleted = store.delete_events_for(ids).await.expect("erase");
     let left = store.failed(PageRequest::default()).await.expect("list");
-    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
+    let mut left: Vec<String> = left.items.into_iter().map(|f| f.raw).collect();
     left.sort_unstable();
-    assert_eq!(left, [raws[2], raws[3]]);
+    (deleted, left)
 }
 
 async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_phone(open: Open<'_>) {
@@ -572,26 +586,13 @@ async fn erasure_deletes_the_refused_messages_that_hold_the_persons_email_or_pho
         r#"{"type":"identify","traits":{"phone":"+1 555 010 0198"}}"#,
         r#"{"type":"identify","traits":{"order":"15550100199"}}"#,
     ];
-    store
-        .append(Write {
-            events: Vec::new(),
-            failed: raws.iter().map(|r| failed_message(r)).collect(),
-        })
-        .await
-        .expect("append");
     let ids = Identifiers {
         emails: vec!["ana.lima@example.com".into(), "jürgen@example.com".into()],
         phones: vec!["+15550100199".into()],
         ..Default::default()
     };
-    assert_eq!(
-        store.delete_events_for(&ids).await.expect("erase"),
-        0,
-        "no event is chosen by email or phone"
-    );
-    let left = store.failed(PageRequest::default()).await.expect("list");
-    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
-    left.sort_unstable();
+    let (deleted, left) = erase_among_refused(&*store, Vec::new(), &raws, &ids).await;
+    assert_eq!(deleted, 0, "no event is chosen by email or phone");
     let mut kept = raws[4..].to_vec();
     kept.sort_unstable();
     assert_eq!(left, kept);
@@ -611,13 +612,6 @@ async fn erasure_deletes_the_refused_messages_that_carry_the_persons_external_id
         r#"{"type":"identify","context":{"externalIds":[{"id":"crm-42","type":"shopify_id"}]}}"#,
         r#"{"type":"identify","traits":{"note":"crm-42"}}"#,
     ];
-    store
-        .append(Write {
-            events: Vec::new(),
-            failed: raws.iter().map(|r| failed_message(r)).collect(),
-        })
-        .await
-        .expect("append");
     let ids = Identifiers {
         externals: vec![
             ("crm_id".into(), "crm-42".into()),
@@ -625,10 +619,8 @@ async fn erasure_deletes_the_refused_messages_that_carry_the_persons_external_id
         ],
         ..Default::default()
     };
-    assert_eq!(store.delete_events_for(&ids).await.expect("erase"), 0);
-    let left = store.failed(PageRequest::default()).await.expect("list");
-    let mut left: Vec<&str> = left.items.iter().map(|f| f.raw.as_str()).collect();
-    left.sort_unstable();
+    let (deleted, left) = erase_among_refused(&*store, Vec::new(), &raws, &ids).await;
+    assert_eq!(deleted, 0);
     let mut kept = raws[3..].to_vec();
     kept.sort_unstable();
     assert_eq!(left, kept);

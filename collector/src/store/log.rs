@@ -942,29 +942,28 @@ mod tests {
         assert_eq!(names, [1, 3], "segments are kept: they hold the bodies");
     }
 
+    /// The tag an erasure of `ids` is written with, and whether it reads back as `ids`.
+    fn erasure_written(ids: &Identifiers) -> (u8, bool) {
+        let mut frame = FrameBuilder::new(1);
+        let at = frame.push_delete(ids);
+        let bytes = frame.finish();
+        let record = &bytes[at.offset as usize..];
+        let read = Cursor(record).record();
+        let whole = read
+            == Some(Record::Delete {
+                ids: ids.clone(),
+                at: Position::default(),
+            });
+        (record[0], whole)
+    }
+
     #[test]
     fn an_erasure_without_emails_or_phones_is_written_as_older_versions_read_it() {
         let mut ids = delete();
         ids.emails.clear();
         ids.phones.clear();
-        let mut frame = FrameBuilder::new(1);
-        let at = frame.push_delete(&ids);
-        let bytes = frame.finish();
-        assert_eq!(bytes[at.offset as usize], DELETE_WITH_SEQS);
-        let with_emails = {
-            let mut frame = FrameBuilder::new(1);
-            let at = frame.push_delete(&delete());
-            frame.finish()[at.offset as usize]
-        };
-        assert_eq!(with_emails, DELETE_WITH_CONTACTS);
-        let mut cursor = Cursor(&bytes[at.offset as usize..]);
-        assert_eq!(
-            cursor.record(),
-            Some(Record::Delete {
-                ids,
-                at: Position::default()
-            })
-        );
+        assert_eq!(erasure_written(&ids), (DELETE_WITH_SEQS, true));
+        assert_eq!(erasure_written(&delete()), (DELETE_WITH_CONTACTS, true));
     }
 
     #[test]
@@ -974,18 +973,7 @@ mod tests {
             ("crm_id".into(), "CRM-77".into()),
             ("loyalty".into(), String::new()),
         ];
-        let mut frame = FrameBuilder::new(1);
-        let at = frame.push_delete(&ids);
-        let bytes = frame.finish();
-        assert_eq!(bytes[at.offset as usize], DELETE_WITH_EXTERNALS);
-        let mut cursor = Cursor(&bytes[at.offset as usize..]);
-        assert_eq!(
-            cursor.record(),
-            Some(Record::Delete {
-                ids,
-                at: Position::default()
-            })
-        );
+        assert_eq!(erasure_written(&ids), (DELETE_WITH_EXTERNALS, true));
     }
 
     #[test]

@@ -39,6 +39,23 @@ impl Collector {
         Collector { state, dir }
     }
 
+    /// A collector whose only source, from a `--config` file, is `shop-key`, allowed to send
+    /// from `https://shop.example` alone.
+    pub fn with_shop_source() -> Self {
+        let dir = TempDir::new("shop-source");
+        let file = dir.0.join("seam.toml");
+        std::fs::write(
+            &file,
+            "[[sources]]\nwrite_key = \"shop-key\"\nallowed_origins = [\"https://shop.example\"]\n",
+        )
+        .expect("write config");
+        Self::with(|mut c| {
+            c.write_keys.clear();
+            c.config = Some(file);
+            c
+        })
+    }
+
     /// A collector whose embedded store has the given bounds (overload tests).
     pub fn with_limits(limits: Limits) -> Self {
         let dir = TempDir::new("collector-test");
