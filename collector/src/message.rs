@@ -287,9 +287,9 @@ pub fn normalise<'a>(
     // `context` is always rewritten: split with the message, not scanned again to split it.
     let mut m = Object::parse_nesting(text, &["context"])
         .map_err(|e| reject("invalid_message", e.to_string()))?;
-    if raw.body {
-        m.remove("writeKey");
-    }
+    // The write key authenticated the request; it is not event data. A single-message body
+    // carries it, and so does each message of analytics.js's batches (`/v1/b`).
+    m.remove("writeKey");
 
     // Explicit nulls mean "absent" (Segment's Python client sends `"anonymousId": null`).
     m.retain(|v| v.kind() != Kind::Null);

@@ -12,10 +12,10 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A page that loads analytics.js with `cdnURL` set to the collector, as a storefront moving off
 /// Segment would: analytics.js loads its source settings from the collector instead of Segment's
 /// CDN, and those name the collector as `apiHost` (nothing else does). It then makes three
-/// calls and records in
-/// `#done` each one analytics.js has handed to its Segment.io plugin (which retries later
-/// rather than fail the call, so only the collector's answer shows delivery).
-fn page(collector_host: &str) -> String {
+/// calls and records in `#done` each one analytics.js has handed to its Segment.io plugin
+/// (which retries later rather than fail the call, so only the collector's answer shows
+/// delivery). `options` are more load options.
+fn page(collector_host: &str, options: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>analytics.js</title></head>
@@ -24,7 +24,7 @@ fn page(collector_host: &str) -> String {
 <script>
 const analytics = AnalyticsNext.AnalyticsBrowser.load(
   {{writeKey: "{WRITE_KEY}", cdnURL: "http://{collector_host}"}},
-  {{initialPageview: false}});
+  {{initialPageview: false{options}}});
 const done = (what) => () => {{ document.getElementById("done").textContent += what + " "; }};
 analytics.page("Home").then(done("page"));
 analytics.identify("ajs-user", {{email: "Ajs.Visitor@example.com"}}).then(done("identify"));
@@ -36,6 +36,20 @@ analytics.track("Product Viewed", {{sku: "kc-mug", price: 18}}).then(done("track
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once() {
+    every_call_stored_once("").await;
+}
+
+/// With the batching delivery strategy analytics.js sends its calls together to `/v1/b`, the
+/// write key as Basic auth (after a CORS preflight) and in the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_analytics_js_batching_stores_every_call_once() {
+    every_call_stored_once(
+        r#", integrations: {"Segment.io": {deliveryStrategy: {strategy: "batching", config: {size: 3, timeout: 500}}}}"#,
+    )
+    .await;
+}
+
+async fn every_call_stored_once(options: &str) {
     let collector = DemoCollector::start().await;
     let site = TempDir::new("analytics-js-page");
     std::fs::copy(
@@ -45,7 +59,7 @@ async fn segments_analytics_js_pointed_at_the_collector_stores_every_call_once()
     .expect("copy analytics.js");
     std::fs::write(
         site.path.join("index.html"),
-        page(&collector.addr.to_string()),
+        page(&collector.addr.to_string(), options),
     )
     .expect("write page");
     let (_pages, browser) = open_site_page(&site.path).await;
