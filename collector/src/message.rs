@@ -259,6 +259,24 @@ pub struct Normalised {
 /// Validates and normalises one message. Never panics; on error the caller keeps the raw text.
 /// The fields it checks or sets are read and written one by one; every other value is copied
 /// through as sent, once [`object::check`] has found the message parses as a `Value`.
+/// Whether RudderStack's consent record (`context.consentManagement`, which its SDK adds to
+/// every event when consent management is on) lists `analytics` (in any case) among its
+/// `deniedConsentIds`: the category seam's own consent calls `analytics`. Other IDs (a consent
+/// platform's own, such as OneTrust's `C0002`) mean nothing here.
+fn denied_by_consent_ids(record: Option<&Piece<'_>>) -> bool {
+    let Some(denied) = record.and_then(|r| r.field("deniedConsentIds")) else {
+        return false;
+    };
+    let ids: Vec<Value> = match denied {
+        Piece::Raw(text) => serde_json::from_str(text).unwrap_or_default(),
+        Piece::Value(Value::Array(ids)) => ids.clone(),
+        _ => Vec::new(),
+    };
+    ids.iter()
+        .filter_map(Value::as_str)
+        .any(|id| id.trim().eq_ignore_ascii_case("analytics"))
+}
+
 pub fn normalise<'a>(
     raw: RawMessage<'a>,
     envelope: &'a Envelope<'_>,
@@ -500,9 +518,14 @@ pub fn normalise<'a>(
     let analytics_denied = matches!(
         analytics,
         Some(Piece::Raw("false") | Piece::Value(Value::Bool(false)))
-    );
-    let consent_denied =
-        analytics_denied && !(ty == "track" && event.as_deref() == Some("Consent Updated"));
+    ) || denied_by_consent_ids(context.get("consentManagement"));
+    // The consent change itself is kept, as each library names it.
+    let consent_event = ty == "track"
+        && matches!(
+            event.as_deref(),
+            Some("Consent Updated" | "Consent Management Interaction")
+        );
+    let consent_denied = analytics_denied && !consent_event;
     m.set("context", Piece::Object(context));
 
     let mut json = String::with_capacity(text.len() + 256);

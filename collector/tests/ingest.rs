@@ -555,6 +555,39 @@ async fn events_without_analytics_consent_are_not_stored_but_the_consent_change_
     );
 }
 
+#[tokio::test]
+async fn rudderstack_consent_that_denies_analytics_keeps_the_event_out_too() {
+    let collector = Collector::start();
+    // As RudderStack's SDK records consent on each event when consent management is on.
+    let record = |denied: &[&str]| {
+        json!({"consentManagement": {"provider": "custom", "resolutionStrategy": "and",
+            "allowedConsentIds": ["necessary"], "deniedConsentIds": denied}})
+    };
+    let batch = json!({"batch": [
+        {"type": "page", "anonymousId": "r1", "name": "Home", "messageId": "denied",
+         "context": record(&["marketing", " Analytics "])},
+        {"type": "track", "anonymousId": "r1", "event": "Consent Management Interaction",
+         "messageId": "change", "context": record(&["analytics"])},
+        {"type": "track", "anonymousId": "r1", "event": "Viewed", "messageId": "other-ids",
+         "context": record(&["C0002", "marketing"])},
+        {"type": "track", "anonymousId": "r1", "event": "Viewed", "messageId": "not-a-list",
+         "context": {"consentManagement": {"deniedConsentIds": "analytics"}}},
+    ]});
+    let answer = collector.post("/v1/batch", &batch).await;
+    assert_eq!(answer.body, r#"{"success":true}"#);
+    let stored = collector.events_of("anonymous_id", "r1").await;
+    let mut ids: Vec<&str> = stored
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["change", "not-a-list", "other-ids"]);
+    assert_eq!(
+        collector.metric("seam_events_consent_dropped_total").await,
+        1.0
+    );
+}
+
 struct Erased(&'static str, &'static str);
 
 impl Admission for Erased {
