@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ingest::{query_write_key, source_for};
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::HeaderValue;
-use axum::http::header::{CACHE_CONTROL, HOST};
+use axum::http::header::{CACHE_CONTROL, HOST, VARY};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -189,13 +189,17 @@ pub(crate) async fn source_config(
 }
 
 /// `body` as JSON that caches may keep for [`MAX_AGE_SECS`]; `scope` is `public` or `private`.
+/// Always `Vary: Origin`: the CORS headers depend on it, and a shared cache must not hand an
+/// answer to a request without an `Origin` (which gets none) to a browser's.
 fn cached_json(body: serde_json::Value, scope: &str) -> Response {
     let mut response = axum::Json(body).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CACHE_CONTROL,
         HeaderValue::from_str(&format!("{scope}, max-age={MAX_AGE_SECS}"))
             .expect("a valid header value"),
     );
+    headers.insert(VARY, HeaderValue::from_static("Origin"));
     response
 }
 

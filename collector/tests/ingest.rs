@@ -972,6 +972,11 @@ async fn with_a_public_url_the_settings_name_it_whatever_the_host_header_says() 
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
     assert_eq!(
+        answer.header("vary"),
+        Some("Origin"),
+        "a shared cache keeps one answer per origin"
+    );
+    assert_eq!(
         answer.json()["integrations"]["Segment.io"],
         json!({"apiKey": WRITE_KEY, "apiHost": "cdp.shop.example/seam/v1", "protocol": "https"})
     );
