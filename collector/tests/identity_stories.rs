@@ -507,3 +507,29 @@ async fn order_filed_under_someone_elses_browser_or_no_browser_is_on_the_buyers_
         "erasing Carol leaves Alice's events on the kiosk"
     );
 }
+
+#[tokio::test]
+async fn a_rudderstack_visitors_consent_ids_are_the_profiles_consent() {
+    let c = Collector::start();
+    // As RudderStack's SDK records consent on each event when consent management is on: first
+    // marketing denied, then the visitor allows it.
+    let record = |denied: &[&str], allowed: &[&str]| {
+        json!({"consentManagement": {"provider": "custom", "resolutionStrategy": "and",
+            "allowedConsentIds": allowed, "deniedConsentIds": denied}})
+    };
+    c.send(&[
+        json!({"type": "page", "anonymousId": "rs-anon", "name": "Home", "messageId": "rs-1",
+            "timestamp": "2026-11-20T09:00:00.000Z",
+            "context": record(&["marketing"], &["analytics"])}),
+        json!({"type": "track", "anonymousId": "rs-anon", "event": "Consent Management Interaction",
+            "messageId": "rs-2", "timestamp": "2026-11-20T09:01:00.000Z",
+            "context": record(&[], &["analytics", "marketing"])}),
+    ])
+    .await;
+    let profile = c.profile("anonymous_id:rs-anon").await;
+    assert_eq!(
+        profile["consent"]["categories"],
+        json!({"analytics": true, "marketing": true}),
+        "{profile}"
+    );
+}

@@ -53,9 +53,11 @@ pub struct EventInput<'a> {
     pub traits: Vec<(&'a str, &'a Value)>,
     pub revenue: Option<f64>,
     pub order_id: Option<Cow<'a, str>>,
-    pub consent: Option<&'a Map<String, Value>>,
-    /// Whether `consent` is a change the visitor made (`Consent Updated`), not the state an
-    /// event was sent under.
+    /// Category → granted, from Segment's `categoryPreferences` or, failing that, RudderStack's
+    /// `context.consentManagement` (its allowed and denied consent IDs).
+    pub consent: Option<Cow<'a, Map<String, Value>>>,
+    /// Whether `consent` is a change the visitor made (`Consent Updated`, RudderStack's
+    /// `Consent Management Interaction`), not the state an event was sent under.
     pub consent_stated: bool,
     pub referrer: Option<&'a str>,
     pub campaign: Option<&'a Map<String, Value>>,
@@ -141,11 +143,20 @@ impl<'a> EventInput<'a> {
             .filter(|_| event == Some("Consent Updated"))
             .and_then(|p| p.get("categoryPreferences"))
             .and_then(Value::as_object);
-        let consent = stated.or_else(|| {
-            ctx("consent")
-                .and_then(|c| c.get("categoryPreferences"))
-                .and_then(Value::as_object)
-        });
+        let consent = stated
+            .or_else(|| {
+                ctx("consent")
+                    .and_then(|c| c.get("categoryPreferences"))
+                    .and_then(Value::as_object)
+            })
+            .map(Cow::Borrowed)
+            .or_else(|| {
+                ctx("consentManagement")
+                    .and_then(consent_ids)
+                    .map(Cow::Owned)
+            });
+        let consent_stated = stated.is_some()
+            || (consent.is_some() && event == Some("Consent Management Interaction"));
         let session = ctx("session").and_then(|v| match v {
             Value::Object(o) => text(o.get("id")),
             other => text(Some(other)),
@@ -163,7 +174,7 @@ impl<'a> EventInput<'a> {
             revenue: revenue.filter(|r| r.is_finite()),
             order_id,
             consent,
-            consent_stated: stated.is_some(),
+            consent_stated,
             referrer: ctx("page")
                 .and_then(|p| p.get("referrer"))
                 .and_then(Value::as_str)
@@ -211,6 +222,7 @@ const READ: Reads = Reads::Fields(&[
         Reads::Fields(&[
             ("traits", Reads::All),
             ("consent", Reads::All),
+            ("consentManagement", Reads::All),
             ("page", Reads::Fields(&[("referrer", Reads::All)])),
             ("campaign", Reads::All),
             ("userAgent", Reads::All),
@@ -401,6 +413,24 @@ pub fn visit_raw_identifiers<'a>(
     }
 }
 
+/// RudderStack's consent record (`{"allowedConsentIds": [...], "deniedConsentIds": [...]}`) as
+/// categories: each allowed ID granted, each denied one not (denied wins for an ID in both).
+/// `None` when it names no ID.
+fn consent_ids(record: &Value) -> Option<Map<String, Value>> {
+    let mut categories = Map::new();
+    for (field, granted) in [("allowedConsentIds", true), ("deniedConsentIds", false)] {
+        let Some(Value::Array(ids)) = record.get(field) else {
+            continue;
+        };
+        for id in ids.iter().filter_map(Value::as_str).map(str::trim) {
+            if !id.is_empty() {
+                categories.insert(id.to_owned(), Value::Bool(granted));
+            }
+        }
+    }
+    (!categories.is_empty()).then_some(categories)
+}
+
 /// The type a raw field's value takes as an identifier.
 pub fn raw_kind_type(kind: RawKind<'_>) -> Option<IdType> {
     Some(match kind {
@@ -568,6 +598,41 @@ mod tests {
         });
         let e = EventInput::from_message(&msg, &IdentityConfig::default());
         assert_eq!(e.consent.unwrap().get("marketing"), Some(&json!(true)));
+    }
+
+    #[test]
+    fn rudderstack_consent_ids_are_read_as_categories() {
+        let record = |event: &str| {
+            json!({
+                "type": "track", "event": event, "messageId": "m4", "anonymousId": "a-4",
+                "context": {"consentManagement": {"provider": "custom",
+                    "allowedConsentIds": ["analytics", " necessary "],
+                    "deniedConsentIds": ["marketing"]}}
+            })
+        };
+        let msg = record("Viewed");
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        assert_eq!(
+            e.consent.as_deref(),
+            json!({"analytics": true, "necessary": true, "marketing": false}).as_object()
+        );
+        assert!(!e.consent_stated, "the state the event was sent under");
+        let msg = record("Consent Management Interaction");
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        assert!(e.consent_stated, "the visitor's change");
+        // Segment's preferences win when both are there; an empty record is no consent.
+        let msg = json!({"type": "track", "event": "x", "anonymousId": "a-5",
+            "context": {"consent": {"categoryPreferences": {"analytics": false}},
+                        "consentManagement": {"allowedConsentIds": ["analytics"]}}});
+        let e = EventInput::from_message(&msg, &IdentityConfig::default());
+        assert_eq!(e.consent.unwrap().get("analytics"), Some(&json!(false)));
+        let msg = json!({"type": "track", "event": "x", "anonymousId": "a-6",
+            "context": {"consentManagement": {"allowedConsentIds": [], "deniedConsentIds": [1]}}});
+        assert!(
+            EventInput::from_message(&msg, &IdentityConfig::default())
+                .consent
+                .is_none()
+        );
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Aggregate {
                 }
             }
         }
-        if let Some(c) = e.consent {
+        if let Some(c) = &e.consent {
             observe_consent(
                 &mut self.consent,
                 key.clone(),
