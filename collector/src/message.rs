@@ -256,9 +256,6 @@ pub struct Normalised {
     pub read: Map<String, Value>,
 }
 
-/// Validates and normalises one message. Never panics; on error the caller keeps the raw text.
-/// The fields it checks or sets are read and written one by one; every other value is copied
-/// through as sent, once [`object::check`] has found the message parses as a `Value`.
 /// Whether RudderStack's consent record (`context.consentManagement`, which its SDK adds to
 /// every event when consent management is on) lists `analytics` (in any case) among its
 /// `deniedConsentIds`: the category seam's own consent calls `analytics`. Other IDs (a consent
@@ -277,6 +274,9 @@ fn denied_by_consent_ids(record: Option<&Piece<'_>>) -> bool {
         .any(|id| id.trim().eq_ignore_ascii_case("analytics"))
 }
 
+/// Validates and normalises one message. Never panics; on error the caller keeps the raw text.
+/// The fields it checks or sets are read and written one by one; every other value is copied
+/// through as sent, once [`object::check`] has found the message parses as a `Value`.
 pub fn normalise<'a>(
     raw: RawMessage<'a>,
     envelope: &'a Envelope<'_>,
